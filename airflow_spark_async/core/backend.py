@@ -1,0 +1,113 @@
+"""The small protocol a backend implements, and the typed status it returns.
+
+Everything here is async. The worker reaches a backend through one sync bridge
+(:func:`airflow_spark_async.core.sync.run_sync`), so there are no sync/async twin
+methods that could drift apart — the classic smell of the official providers, where the
+async path of a hook misses a retry case its sync twin has.
+
+A backend is built from an Airflow connection id plus JSON-safe options; the same pair
+rebuilds it in the triggerer after a restart, so a trigger's kwargs never hold secrets.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow_spark_async.core.spec import SparkJob
+from airflow_spark_async.core.states import JobState
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+__all__ = ["Backend", "JobStatus"]
+
+
+@dataclasses.dataclass(frozen=True)
+class JobStatus:
+    """One observation of a job, parsed at the edge into typed fields.
+
+    :param job_id: the backend's id (Livy batch id, driver id, run id, step id).
+    :param state: the backend-neutral state.
+    :param backend_state: the backend's own word for it (``RELAUNCHING``, ``dead`` …), for logs.
+    :param message: the backend's explanation, if it gave one (failure reason, state message).
+    :param diagnostics: extra detail worth showing on failure (error traces, failure details).
+    :param links: name → URL of pages about this job (UI, driver log).
+    """
+
+    job_id: str
+    state: JobState
+    backend_state: str
+    message: str | None = None
+    diagnostics: str | None = None
+    links: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state.is_terminal
+
+
+class Backend(abc.ABC):
+    """Submit, watch and cancel Spark jobs on one endpoint.
+
+    Subclasses set :attr:`name` and implement the abstract methods. ``status_many`` and
+    ``find_by_key`` are optional: the core falls back to per-job ``status`` and to its
+    Airflow-side key ledger when a backend's API cannot do them.
+    """
+
+    #: short name used in logs, XCom keys and events ("standalone", "livy" …)
+    name: ClassVar[str]
+    #: whether :meth:`find_by_key` can look a job up by its deterministic key
+    supports_find_by_key: ClassVar[bool] = False
+
+    @classmethod
+    @abc.abstractmethod
+    async def from_connection(cls, conn: Connection, options: Mapping[str, Any]) -> Backend:
+        """Build a backend from an Airflow connection and options; blocking work goes to a thread."""
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> None:
+        """Reject unknown or invalid options at DAG parse time; the default accepts none."""
+        from airflow_spark_async.core.errors import ConfigurationError
+
+        if options:
+            raise ConfigurationError(f"{cls.__name__} takes no backend options, got {sorted(options)}")
+
+    @property
+    @abc.abstractmethod
+    def watch_key(self) -> str:
+        """Identifies the endpoint: triggers whose backends share it share one watcher."""
+
+    @abc.abstractmethod
+    async def submit(self, job: SparkJob, *, key: str) -> JobStatus:
+        """Submit ``job`` tagged with ``key`` and return its first status."""
+
+    @abc.abstractmethod
+    async def status(self, job_id: str) -> JobStatus:
+        """Current status of one job; raises ``JobNotFoundError`` if the backend forgot it."""
+
+    async def status_many(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus] | None:
+        """Statuses of many jobs in as few requests as the API allows.
+
+        Return ``None`` when the API cannot list; ids missing from the returned mapping are
+        asked for one by one with :meth:`status`.
+        """
+        return None
+
+    @abc.abstractmethod
+    async def cancel(self, job_id: str) -> None:
+        """Ask the backend to stop the job; must not raise if it already finished."""
+
+    async def logs(self, job_id: str, *, tail_lines: int) -> str | None:
+        """The last ``tail_lines`` lines of the driver's log, or ``None`` if unavailable."""
+        return None
+
+    async def find_by_key(self, key: str) -> JobStatus | None:
+        """The newest job submitted with ``key``, if the API can find it."""
+        raise NotImplementedError
+
+    def links(self, job_id: str) -> dict[str, str]:
+        """Pages about a job that can be built without asking the backend."""
+        return {}

@@ -1,0 +1,142 @@
+"""The base deferrable sensor: wait on a job someone else submitted.
+
+A sensor only watches, so it never cancels the job (its trigger has ``owns_job=False``),
+and its timeout fails the sensor, not the job. With ``deferrable=True`` (the default) it
+never pokes on the worker; with ``start_from_trigger=True`` it does not even start on
+one — the task begins directly in the triggerer (Airflow 3.3+ renders the templated
+``job_id`` there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseSensorOperator
+from airflow.triggers.base import StartTriggerArgs
+
+from airflow_spark_async.core.backend import Backend, JobStatus
+from airflow_spark_async.core.connections import load_connection
+from airflow_spark_async.core.errors import ConfigurationError
+from airflow_spark_async.core.events import EventStatus, JobEvent
+from airflow_spark_async.core.operator import SparkJobFailed, seconds
+from airflow_spark_async.core.policy import PollPolicy
+from airflow_spark_async.core.states import JobState
+from airflow_spark_async.core.sync import run_sync
+from airflow_spark_async.core.trigger import SparkJobTrigger
+from airflow_spark_async.core.watcher import get_backend
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = ["SparkJobSensor"]
+
+
+class SparkJobSensor(BaseSensorOperator):
+    """Wait until a Spark job ends; succeed if it ended in a target state.
+
+    :param job_id: the backend's id of the job. Templated.
+    :param conn_id: the Airflow connection of the backend. Templated.
+    :param target_states: backend states that count as success; default: the backend's success.
+    :param failure_states: backend states that fail the sensor at once; default: every other
+        terminal state.
+    :param deferrable: wait in the triggerer instead of poking on a worker (default ``True``).
+    :param start_from_trigger: start the task directly in the triggerer.
+    """
+
+    trigger_class: ClassVar[type[SparkJobTrigger]]
+    default_conn_id: ClassVar[str] = ""
+    template_fields: Sequence[str] = ("job_id", "conn_id")
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        conn_id: str | None = None,
+        target_states: Collection[str] | None = None,
+        failure_states: Collection[str] | None = None,
+        deferrable: bool = True,
+        start_from_trigger: bool = False,
+        backend_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_id = job_id
+        self.conn_id = conn_id or self.default_conn_id
+        if not self.conn_id:
+            raise ConfigurationError(f"{type(self).__name__}: conn_id is required")
+        self.target_states = set(target_states) if target_states else None
+        self.failure_states = set(failure_states) if failure_states else None
+        if self.target_states and self.failure_states and self.target_states & self.failure_states:
+            raise ConfigurationError(
+                f"states {sorted(self.target_states & self.failure_states)} are both target and failure states"
+            )
+        self.policy = PollPolicy(interval=seconds(self.poke_interval, "poke_interval") or 60.0)
+        self.deferrable = deferrable
+        self.backend_options = dict(backend_options or {})
+        self.backend_class.validate_options(self.backend_options)
+        self.start_from_trigger = start_from_trigger
+        if start_from_trigger:
+            self.start_trigger_args = StartTriggerArgs(
+                trigger_cls=f"{self.trigger_class.__module__}.{self.trigger_class.__qualname__}",
+                trigger_kwargs=self._trigger_kwargs(),
+                next_method="execute_complete",
+                timeout=timedelta(seconds=self.timeout),
+            )
+
+    @property
+    def backend_class(self) -> type[Backend]:
+        return self.trigger_class.backend_class
+
+    def _trigger_kwargs(self) -> dict[str, Any]:
+        return {
+            "conn_id": self.conn_id,
+            "job_id": self.job_id,
+            "policy": self.policy.to_dict(),
+            "backend_options": self.backend_options,
+            "owns_job": False,
+            "stop_states": sorted(self.target_states or ()),
+        }
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        load_connection(self.conn_id)  # fail now, not in the triggerer
+        self.defer(
+            trigger=self.trigger_class(**self._trigger_kwargs()),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def poke(self, context: Context) -> bool:
+        async def status() -> JobStatus:
+            backend = await get_backend(self.backend_class, self.conn_id, self.backend_options)
+            return await backend.status(str(self.job_id))
+
+        st = run_sync(status)
+        self.log.info("Job %s is %s", st.job_id, st.backend_state)
+        return self._judge(st.backend_state, st.state, st.message)
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
+        ev = JobEvent.from_payload(event)
+        if ev.status in (EventStatus.ERROR, EventStatus.UNREACHABLE, EventStatus.TIMEOUT):
+            raise SparkJobFailed(f"waiting on {ev.backend} job {ev.job_id} failed: {ev.message}")
+        state = JobState(ev.state) if ev.state else JobState.PENDING
+        if not self._judge(ev.backend_state or "", state, ev.message):
+            raise SparkJobFailed(f"{ev.backend} job {ev.job_id} stopped in {ev.backend_state}, not a target state")
+        return ev.job_id
+
+    def _judge(self, backend_state: str, state: JobState, message: str | None) -> bool:
+        """True when done, False to keep waiting; raises when the job ended badly."""
+        if self.failure_states and backend_state in self.failure_states:
+            raise SparkJobFailed(f"job {self.job_id} is {backend_state}: {message or 'no reason given'}")
+        if self.target_states:
+            if backend_state in self.target_states:
+                return True
+        elif state is JobState.SUCCEEDED:
+            return True
+        if state.is_terminal:
+            raise SparkJobFailed(f"job {self.job_id} ended {backend_state}: {message or 'no reason given'}")
+        return False
+

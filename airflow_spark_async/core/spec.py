@@ -1,0 +1,111 @@
+"""A portable description of one Spark application, which every backend maps to its own request.
+
+Why a spec of our own: the same PySpark script runs on a laptop's standalone cluster, on
+Livy, on EMR or on Databricks; only the submission request differs. A DAG that builds a
+:class:`SparkJob` can move between backends by changing the operator, not the job.
+
+The fields mirror ``spark-submit``'s options, so their meaning is the one Spark documents.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from airflow_spark_async.core.errors import ConfigurationError
+
+__all__ = ["SparkJob"]
+
+_MEMORY = re.compile(r"^\d+[kmgtp]?b?$", re.IGNORECASE)
+
+
+def _str_list(value: Sequence[Any] | None, field: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        raise ConfigurationError(f"SparkJob.{field} must be a list of strings, not the string {value!r}")
+    return [str(v) for v in value]
+
+
+@dataclasses.dataclass
+class SparkJob:
+    """What to run, independent of where.
+
+    :param application: the main file — a ``.py`` script or a ``.jar`` — as a path or URI the
+        cluster can read (``file:///…``, ``s3://…``, ``dbfs:/…``).
+    :param main_class: the JVM entry point for a jar; leave empty for Python.
+    :param args: arguments passed to the application.
+    :param conf: Spark properties (``spark.sql.shuffle.partitions`` …), values as strings.
+    :param jars, py_files, files, archives: ``--jars``, ``--py-files``, ``--files``, ``--archives``.
+    :param packages: Maven coordinates (``--packages``).
+    :param name: the application name (``spark.app.name``); defaults to one derived from the task.
+    :param driver_memory, executor_memory: sizes such as ``512m`` or ``2g``.
+    :param driver_cores, executor_cores, num_executors: counts.
+    :param env: environment variables for the driver, where the backend supports them.
+    """
+
+    application: str
+    main_class: str | None = None
+    args: list[str] = dataclasses.field(default_factory=list)
+    conf: dict[str, str] = dataclasses.field(default_factory=dict)
+    jars: list[str] = dataclasses.field(default_factory=list)
+    py_files: list[str] = dataclasses.field(default_factory=list)
+    files: list[str] = dataclasses.field(default_factory=list)
+    archives: list[str] = dataclasses.field(default_factory=list)
+    packages: list[str] = dataclasses.field(default_factory=list)
+    name: str | None = None
+    driver_memory: str | None = None
+    driver_cores: int | None = None
+    executor_memory: str | None = None
+    executor_cores: int | None = None
+    num_executors: int | None = None
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    # Airflow renders Jinja in these when the spec is an operator's templated field.
+    template_fields: ClassVar[Sequence[str]] = ("application", "args", "conf", "name", "env")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def is_python(self) -> bool:
+        return self.main_class is None and self.application.split("?")[0].endswith(".py")
+
+    def validate(self) -> None:
+        """Reject a spec that no backend could run, with a message that says what to fix."""
+        if not isinstance(self.application, str) or not self.application.strip():
+            raise ConfigurationError("SparkJob.application is required: the path or URI of a .py or .jar file")
+        if self.main_class is None and not self.application.split("?")[0].endswith(".py"):
+            if "{{" not in self.application:  # a template is validated again after rendering
+                raise ConfigurationError(
+                    f"SparkJob.application {self.application!r} is not a .py file, so main_class is required"
+                )
+        for field in ("args", "jars", "py_files", "files", "archives", "packages"):
+            setattr(self, field, _str_list(getattr(self, field), field))
+        for field in ("conf", "env"):
+            value = getattr(self, field)
+            if not isinstance(value, Mapping):
+                raise ConfigurationError(f"SparkJob.{field} must be a mapping of strings, got {type(value).__name__}")
+            setattr(self, field, {str(k): str(v) for k, v in value.items()})
+        for field in ("driver_memory", "executor_memory"):
+            value = getattr(self, field)
+            if value is not None and not _MEMORY.match(str(value)):
+                raise ConfigurationError(f"SparkJob.{field}={value!r} is not a size such as '512m' or '2g'")
+        for field in ("driver_cores", "executor_cores", "num_executors"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigurationError(f"SparkJob.{field} must be a positive integer, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict; :meth:`from_dict` is its inverse."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SparkJob:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigurationError(f"SparkJob does not know the field(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(data))

@@ -1,0 +1,41 @@
+"""The one bridge from the worker's synchronous code to the async backends.
+
+Operators call backends through :func:`run_sync`; there are no synchronous twins of the
+backend methods to keep in step. The private loop's HTTP sessions are closed before the
+loop ends so no "Unclosed client session" warnings leak into task logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from airflow_spark_async.core.http import close_loop_sessions
+
+__all__ = ["run_sync"]
+
+T = TypeVar("T")
+
+
+def run_sync(make: Callable[[], Awaitable[T]]) -> T:
+    """Run ``make()`` to completion on a private event loop and return its result.
+
+    ``make`` is a zero-argument callable returning the awaitable, so that the coroutine is
+    created inside the loop that runs it. If this thread already runs a loop (a notebook,
+    an async test), the work runs on a fresh thread instead of deadlocking.
+    """
+
+    async def main() -> T:
+        try:
+            return await make()
+        finally:
+            await close_loop_sessions()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, main()).result()

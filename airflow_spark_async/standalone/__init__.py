@@ -1,0 +1,1 @@
+"""Spark standalone backend: a real cluster through the master's REST submission API."""

@@ -1,0 +1,209 @@
+"""Spark standalone backend: the master's REST submission API plus its web UI's JSON.
+
+Submissions go in cluster mode, so the driver runs on a worker of the cluster and the
+Airflow worker is free as soon as the master accepted it. Python applications go through
+``org.apache.spark.deploy.PythonRunner`` (``spark-submit`` refuses cluster mode for
+Python on standalone; the REST API does not).
+
+Coalesced polling reads the master UI's ``/json/``, which lists every active and
+completed driver in one request. The REST API cannot find a driver by a tag, so the core
+keeps ``key -> driver id`` in its Airflow-side ledger for reattach (``supports_find_by_key``
+is false). The driver's stderr is read from the worker's web UI (``/log``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from yarl import URL
+
+from airflow_spark_async.core.backend import Backend, JobStatus
+from airflow_spark_async.core.errors import JobNotFoundError, RequestRejected, ServerError
+from airflow_spark_async.core.http import get_session, request_json
+from airflow_spark_async.core.spec import SparkJob
+from airflow_spark_async.core.states import JobState
+from airflow_spark_async.standalone.hook import StandaloneSettings
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+__all__ = ["DRIVER_STATES", "StandaloneBackend", "build_create_request"]
+
+#: Spark's ``DriverState`` → ours. RELAUNCHING means a supervised driver is being restarted;
+#: UNKNOWN means the master is recovering — neither is an end.
+DRIVER_STATES: dict[str, JobState] = {
+    "SUBMITTED": JobState.PENDING,
+    "UNKNOWN": JobState.PENDING,
+    "RUNNING": JobState.RUNNING,
+    "RELAUNCHING": JobState.RUNNING,
+    "FINISHED": JobState.SUCCEEDED,
+    "FAILED": JobState.FAILED,
+    "ERROR": JobState.FAILED,
+    "KILLED": JobState.CANCELLED,
+}
+_EXPLAIN = {
+    "FAILED": "the driver exited with a non-zero status",
+    "ERROR": "the master could not run the driver (missing application file, bad jar …)",
+    "KILLED": "the driver was killed",
+}
+PYTHON_RUNNER = "org.apache.spark.deploy.PythonRunner"
+WORKERS_TTL = 30.0
+
+
+def build_create_request(job: SparkJob, *, key: str, settings: StandaloneSettings) -> dict[str, Any]:
+    """The ``CreateSubmissionRequest`` body for ``job``: spark-submit options as properties."""
+    props: dict[str, str] = {
+        "spark.app.name": f"{job.name or 'spark-job'} [{key}]",
+        "spark.master": settings.master_url,
+        "spark.submit.deployMode": "cluster",
+        "spark.driver.supervise": "false",
+    }
+    for field, prop in (
+        ("jars", "spark.jars"),
+        ("files", "spark.files"),
+        ("archives", "spark.archives"),
+        ("packages", "spark.jars.packages"),
+        ("py_files", "spark.submit.pyFiles"),
+    ):
+        if values := getattr(job, field):
+            props[prop] = ",".join(values)
+    for field, prop in (
+        ("driver_memory", "spark.driver.memory"),
+        ("driver_cores", "spark.driver.cores"),
+        ("executor_memory", "spark.executor.memory"),
+        ("executor_cores", "spark.executor.cores"),
+        ("num_executors", "spark.executor.instances"),
+    ):
+        if (value := getattr(job, field)) is not None:
+            props[prop] = str(value)
+    props.update(job.conf)
+    if job.is_python:
+        main_class = PYTHON_RUNNER
+        # PythonRunner: args(0) = the script, args(1) = comma-separated py-files, then the app's args
+        app_args = [job.application, ",".join(job.py_files), *job.args]
+    else:
+        main_class = job.main_class or ""
+        app_args = list(job.args)
+    return {
+        "action": "CreateSubmissionRequest",
+        "clientSparkVersion": settings.spark_version,
+        "appResource": job.application,
+        "mainClass": main_class,
+        "appArgs": app_args,
+        "sparkProperties": props,
+        "environmentVariables": {"SPARK_ENV_LOADED": "1", **job.env},
+    }
+
+
+class StandaloneBackend(Backend):
+    """Jobs on a Spark standalone master, through its REST submission server."""
+
+    name: ClassVar[str] = "standalone"
+    supports_find_by_key: ClassVar[bool] = False
+
+    def __init__(self, settings: StandaloneSettings) -> None:
+        self.settings = settings
+        self._workers: dict[str, str] = {}  # worker id -> web UI URL
+        self._workers_at = 0.0
+
+    @classmethod
+    async def from_connection(cls, conn: Connection, options: Mapping[str, Any]) -> StandaloneBackend:
+        cls.validate_options(options)
+        return cls(StandaloneSettings.from_connection(conn))
+
+    @property
+    def watch_key(self) -> str:
+        return self.settings.rest_url
+
+    async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+        session = get_session(str(URL(url).origin()), verify_ssl=self.settings.verify_ssl)
+        return await request_json(session, method, url, headers=self.settings.headers, **kwargs)
+
+    async def submit(self, job: SparkJob, *, key: str) -> JobStatus:
+        body = build_create_request(job, key=key, settings=self.settings)
+        resp = await self._call("POST", f"{self.settings.rest_url}/v1/submissions/create", json_body=body)
+        if not isinstance(resp, dict) or not resp.get("success") or not resp.get("submissionId"):
+            message = resp.get("message") if isinstance(resp, dict) else resp
+            raise RequestRejected(f"the Spark master refused the submission: {message}")
+        job_id = str(resp["submissionId"])
+        return JobStatus(job_id, JobState.PENDING, "SUBMITTED", message=resp.get("message"), links=self.links(job_id))
+
+    async def status(self, job_id: str) -> JobStatus:
+        resp = await self._call("GET", f"{self.settings.rest_url}/v1/submissions/status/{job_id}")
+        if not isinstance(resp, dict):
+            raise ServerError(f"status of {job_id}: unexpected answer {resp!r}")
+        raw = resp.get("driverState")
+        if not resp.get("success") or not raw:
+            raise JobNotFoundError(
+                f"the Spark master does not know driver {job_id} (it may have been restarted, or the driver "
+                f"was culled after spark.deploy.retainedDrivers): {resp.get('message') or 'no message'}"
+            )
+        links = self.links(job_id)
+        if worker_ui := await self._worker_ui(resp.get("workerId")):
+            links["driver_log"] = f"{worker_ui}/logPage/?driverId={job_id}&logType=stderr"
+        return self._status(job_id, str(raw), resp.get("message"), links)
+
+    def _status(self, job_id: str, raw: str, message: str | None, links: dict[str, str]) -> JobStatus:
+        state = DRIVER_STATES.get(raw.upper(), JobState.PENDING)
+        explanation = _EXPLAIN.get(raw.upper())
+        text = "; ".join(p for p in (explanation, (message or "").strip() or None) if p) or None
+        return JobStatus(job_id, state, raw, message=text, links=links)
+
+    async def status_many(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:
+        state = await self._call("GET", f"{self.settings.ui_url}/json/")
+        if not isinstance(state, dict):
+            raise ServerError(f"{self.settings.ui_url}/json/ answered {state!r}")
+        self._remember_workers(state)
+        wanted = set(job_ids)
+        found: dict[str, JobStatus] = {}
+        for driver in [*state.get("activedrivers", []), *state.get("completeddrivers", [])]:
+            job_id = str(driver.get("id"))
+            if job_id in wanted and driver.get("state"):
+                found[job_id] = self._status(job_id, str(driver["state"]), None, self.links(job_id))
+        return found
+
+    async def cancel(self, job_id: str) -> None:
+        # Kill is asynchronous; success=false means "already finished or does not exist",
+        # which leaves nothing to stop, so the answer is not an error either way.
+        await self._call("POST", f"{self.settings.rest_url}/v1/submissions/kill/{job_id}")
+
+    async def logs(self, job_id: str, *, tail_lines: int) -> str | None:
+        resp = await self._call("GET", f"{self.settings.rest_url}/v1/submissions/status/{job_id}")
+        worker_ui = await self._worker_ui(resp.get("workerId") if isinstance(resp, dict) else None)
+        if not worker_ui:
+            return None
+        text = await self._call(
+            "GET",
+            f"{worker_ui}/log",
+            params={"driverId": job_id, "logType": "stderr", "byteLength": 256 * 1024},
+            text=True,
+            not_found_ok=True,
+        )
+        if not text:
+            return None
+        lines = text.splitlines()
+        if lines and lines[0].startswith("==== Bytes"):
+            lines = lines[1:]
+        return "\n".join(lines[-tail_lines:])
+
+    def links(self, job_id: str) -> dict[str, str]:
+        return {"master_ui": self.settings.ui_url}
+
+    async def _worker_ui(self, worker_id: Any) -> str | None:
+        if not worker_id:
+            return None
+        if worker_id not in self._workers and time.monotonic() - self._workers_at > WORKERS_TTL:
+            state = await self._call("GET", f"{self.settings.ui_url}/json/")
+            if isinstance(state, dict):
+                self._remember_workers(state)
+        return self._workers.get(str(worker_id))
+
+    def _remember_workers(self, state: Mapping[str, Any]) -> None:
+        self._workers = {
+            str(w.get("id")): str(w.get("webuiaddress")).rstrip("/")
+            for w in state.get("workers", [])
+            if w.get("id") and w.get("webuiaddress")
+        }
+        self._workers_at = time.monotonic()
