@@ -170,23 +170,27 @@ class StandaloneBackend(Backend):
         await self._call("POST", f"{self.settings.rest_url}/v1/submissions/kill/{job_id}")
 
     async def logs(self, job_id: str, *, tail_lines: int) -> str | None:
+        """Tails of the driver's ``stdout`` (a PySpark app's own output and traceback) and
+        ``stderr`` (the driver JVM's log), read from the worker's web UI."""
         resp = await self._call("GET", f"{self.settings.rest_url}/v1/submissions/status/{job_id}")
         worker_ui = await self._worker_ui(resp.get("workerId") if isinstance(resp, dict) else None)
         if not worker_ui:
             return None
-        text = await self._call(
-            "GET",
-            f"{worker_ui}/log",
-            params={"driverId": job_id, "logType": "stderr", "byteLength": 256 * 1024},
-            text=True,
-            not_found_ok=True,
-        )
-        if not text:
-            return None
-        lines = text.splitlines()
-        if lines and lines[0].startswith("==== Bytes"):
-            lines = lines[1:]
-        return "\n".join(lines[-tail_lines:])
+        parts = []
+        for log_type in ("stdout", "stderr"):
+            text = await self._call(
+                "GET",
+                f"{worker_ui}/log/",
+                params={"driverId": job_id, "logType": log_type, "byteLength": 256 * 1024},
+                text=True,
+                not_found_ok=True,
+            )
+            lines = (text or "").splitlines()
+            if lines and lines[0].startswith("==== Bytes"):
+                lines = lines[1:]
+            if lines:
+                parts.append(f"----- driver {log_type} -----\n" + "\n".join(lines[-tail_lines:]))
+        return "\n".join(parts) or None
 
     def links(self, job_id: str) -> dict[str, str]:
         return {"master_ui": self.settings.ui_url}

@@ -1,0 +1,103 @@
+"""What a backend provides to run the conformance suite, and the helpers that drive it.
+
+The suite drives the real operator and trigger classes the way Airflow does — ``execute``
+until it defers, ``serialize()`` then rebuild the trigger from its class path and kwargs,
+run it to its single event, then ``execute_complete`` — against a real server (the local
+Spark cluster, the Livy and Databricks test servers, moto) reached through fault proxies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_spark_async.core.http import close_loop_sessions
+from airflow_spark_async.core.operator import SparkJobOperator
+from airflow_spark_async.core.trigger import SparkJobTrigger
+from tests.servers.fault_proxy import FaultProxy
+
+
+@dataclasses.dataclass
+class FakeTI:
+    """The few task-instance attributes an operator reads, and the XComs it pushes."""
+
+    dag_id: str = "conformance"
+    task_id: str = "job"
+    run_id: str = "manual__1"
+    map_index: int = -1
+    try_number: int = 1
+    xcoms: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+
+@dataclasses.dataclass
+class Harness:
+    """One backend, wired for the suite.
+
+    :param make_operator: (task_id, kind, seconds, **overrides) -> operator; kind is
+        ``"succeed"`` or ``"fail"``, seconds how long the job runs.
+    :param proxies: fault proxies in front of every endpoint the backend polls.
+    :param submit_path / cancel_path: regexes of submission and cancel requests.
+    :param remote_state: the backend's own state of a job, read around the proxies.
+    :param cancelled_states: backend states that prove a job was cancelled.
+    :param failure_text: text of the backend's own error that a failed task must show.
+    """
+
+    name: str
+    make_operator: Callable[..., SparkJobOperator]
+    proxies: list[FaultProxy]
+    submit_path: str
+    cancel_path: str
+    remote_state: Callable[[str], str]
+    cancelled_states: set[str]
+    failure_text: str
+    conn_id: str
+    #: how the backend finds an earlier try's job: "backend" (by key) or "ledger"
+    reattach_by: str = "ledger"
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def count(self, method: str, path: str) -> int:
+        return sum(p.count(method, path) for p in self.proxies)
+
+
+def rebuild(trigger: SparkJobTrigger) -> SparkJobTrigger:
+    """What a triggerer does: import the class path, call it with the serialized kwargs."""
+    classpath, kwargs = trigger.serialize()
+    module, _, name = classpath.rpartition(".")
+    return getattr(importlib.import_module(module), name)(**kwargs)
+
+
+def run_trigger(trigger: SparkJobTrigger) -> list[dict[str, Any]]:
+    """Run a trigger to completion on a fresh loop; return the payloads it yielded."""
+
+    async def collect() -> list[dict[str, Any]]:
+        try:
+            return [event.payload async for event in trigger.run()]
+        finally:
+            await close_loop_sessions()
+
+    return asyncio.run(collect())
+
+
+def defer(op: SparkJobOperator, ti: FakeTI) -> SparkJobTrigger:
+    try:
+        op.execute({"ti": ti})  # type: ignore[arg-type]
+    except TaskDeferred as deferred:
+        assert deferred.method_name == "execute_complete"
+        return deferred.trigger  # type: ignore[return-value]
+    raise AssertionError(f"{op} did not defer")
+
+
+def run_to_end(op: SparkJobOperator, ti: FakeTI) -> tuple[Any, list[dict[str, Any]]]:
+    """execute → defer → serialize/rebuild → run the trigger → execute_complete."""
+    trigger = rebuild(defer(op, ti))
+    events = run_trigger(trigger)
+    assert len(events) == 1, f"a trigger must yield exactly one event, got {events}"
+    return op.execute_complete({"ti": ti}, events[0]), events  # type: ignore[arg-type]

@@ -1,0 +1,203 @@
+"""The conformance suite: one set of behaviours every backend must show, run against each.
+
+Every test drives the real operator and trigger classes against a real server through
+fault proxies (see ``harness.py``); none patches our own code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_spark_async.core.errors import ConfigurationError
+from airflow_spark_async.core.http import close_loop_sessions
+from airflow_spark_async.core.operator import SparkJobFailed, SparkJobTimeout
+from tests.conformance.harness import FakeTI, Harness, defer, rebuild, run_to_end, run_trigger
+from tests.servers.fault_proxy import Fault
+
+
+def _ti(task: str) -> FakeTI:
+    return FakeTI(task_id=task, run_id=f"manual__{uuid.uuid4().hex[:8]}")
+
+
+def _wait_remote(harness: Harness, job_id: str, states: set[str], timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        state = harness.remote_state(job_id)
+        if state in states:
+            return state
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} stayed {state}, expected one of {states}")
+
+
+def test_success_resumes_with_the_job_id(harness: Harness) -> None:
+    op = harness.make_operator("ok", "succeed", 2)
+    ti = _ti("ok")
+    result, events = run_to_end(op, ti)
+    assert events[0]["status"] == "success" and events[0]["v"] == 1
+    assert result == ti.xcoms["job_id"] == events[0]["job_id"]
+    assert harness.count("POST", harness.submit_path) == 1
+
+
+def test_failure_carries_the_backend_error(harness: Harness, capfd: pytest.CaptureFixture[str]) -> None:
+    op = harness.make_operator("bad", "fail", 1)
+    with pytest.raises(SparkJobFailed) as failure:
+        run_to_end(op, _ti("bad"))
+    assert harness.failure_text in str(failure.value)
+    # the driver's own output reaches the task log
+    assert "failing on purpose" in capfd.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        [Fault("429", count=2, retry_after=1)],
+        [Fault("503", count=2)],
+        [Fault("reset", count=2)],
+        [Fault("malformed", count=1), Fault("500", count=1)],
+    ],
+    ids=["429-retry-after", "503", "connection-reset", "malformed-then-500"],
+)
+def test_transient_errors_back_off_then_succeed(harness: Harness, faults: list[Fault]) -> None:
+    op = harness.make_operator("flaky", "succeed", 3, poll_policy={"backoff_base": 0.2, "backoff_max": 1.0})
+    ti = _ti("flaky")
+    trigger = rebuild(defer(op, ti))
+    for proxy in harness.proxies:
+        proxy.inject(*[Fault(f.kind, f.count, f.path, f.retry_after, f.delay) for f in faults])
+    events = run_trigger(trigger)
+    injected = sum(len(p.injected) for p in harness.proxies)
+    assert injected >= 2, "the faults must actually have been served"
+    assert [e["status"] for e in events] == ["success"]
+    assert op.execute_complete({"ti": ti}, events[0]) == events[0]["job_id"]
+
+
+def test_error_budget_exhausted_hands_back_to_worker_which_redefers(harness: Harness) -> None:
+    op = harness.make_operator("unreachable", "succeed", 8, poll_policy={"backoff_base": 0.1, "error_budget": 2})
+    ti = _ti("unreachable")
+    trigger = rebuild(defer(op, ti))
+    for proxy in harness.proxies:
+        proxy.inject(Fault("503", count=3))
+    events = run_trigger(trigger)
+    assert events[0]["status"] == "unreachable"
+    for proxy in harness.proxies:
+        proxy.clear()
+    # the job still runs, so the resume must defer again rather than fail the task
+    with pytest.raises(TaskDeferred) as again:
+        op.execute_complete({"ti": ti}, events[0])
+    assert again.value.trigger.job_id == events[0]["job_id"]  # type: ignore[attr-defined]
+    assert harness.count("POST", harness.submit_path) == 0, "re-deferring must not resubmit"
+
+
+def test_deadline_cancels_the_job_and_fails_the_task(harness: Harness) -> None:
+    op = harness.make_operator("slow", "succeed", 120, job_timeout=4)
+    ti = _ti("slow")
+    trigger = rebuild(defer(op, ti))
+    assert trigger.deadline is not None and trigger.deadline - time.time() < 5
+    events = run_trigger(trigger)
+    assert events[0]["status"] == "timeout"
+    with pytest.raises(SparkJobTimeout):
+        op.execute_complete({"ti": ti}, events[0])
+    assert harness.count("POST", harness.cancel_path) >= 1
+    _wait_remote(harness, events[0]["job_id"], harness.cancelled_states)
+
+
+def test_deadline_survives_a_rebuild(harness: Harness) -> None:
+    """A triggerer restart rebuilds the trigger from kwargs: the deadline must not move."""
+    op = harness.make_operator("restart", "succeed", 60, job_timeout=30)
+    trigger = defer(op, _ti("restart"))
+    time.sleep(1.1)
+    assert rebuild(trigger).deadline == trigger.deadline
+    harness_cancel(harness, trigger)
+
+
+def harness_cancel(harness: Harness, trigger) -> None:  # type: ignore[no-untyped-def]
+    async def go() -> None:
+        try:
+            await (await trigger.backend()).cancel(trigger.job_id)
+        finally:
+            await close_loop_sessions()
+
+    asyncio.run(go())
+
+
+def test_serialize_round_trip_rebuilds_an_equal_trigger(harness: Harness) -> None:
+    op = harness.make_operator("ser", "succeed", 1, job_timeout=600)
+    trigger = defer(op, _ti("ser"))
+    clone = rebuild(trigger)
+    assert clone == trigger and clone.serialize() == trigger.serialize()
+    classpath, kwargs = trigger.serialize()
+    assert not any(word in str(kwargs).lower() for word in ("password", "token", "secret"))
+    run_trigger(clone)
+
+
+def test_on_kill_cancels_the_job(harness: Harness) -> None:
+    op = harness.make_operator("kill", "succeed", 120)
+    trigger = rebuild(defer(op, _ti("kill")))
+
+    async def start_then_kill() -> None:
+        task = asyncio.create_task(anext(trigger.run()))
+        await asyncio.sleep(2)
+        task.cancel()
+        await trigger.on_kill()  # no task instance here: the state is unknown, so it cancels
+        await close_loop_sessions()
+
+    asyncio.run(start_then_kill())
+    assert harness.count("POST", harness.cancel_path) == 1
+    _wait_remote(harness, trigger.job_id, harness.cancelled_states)
+
+
+def test_on_kill_after_the_event_does_not_cancel(harness: Harness) -> None:
+    op = harness.make_operator("fired", "succeed", 1)
+    trigger = rebuild(defer(op, _ti("fired")))
+
+    async def run_then_kill() -> None:
+        [event async for event in trigger.run()]
+        await trigger.on_kill()
+        await close_loop_sessions()
+
+    asyncio.run(run_then_kill())
+    assert harness.count("POST", harness.cancel_path) == 0
+
+
+def test_retry_reattaches_to_a_running_job(harness: Harness) -> None:
+    ti = _ti("retry")
+    first = defer(harness.make_operator("retry", "succeed", 15), ti)
+    ti2 = FakeTI(task_id=ti.task_id, run_id=ti.run_id, try_number=2)
+    second = defer(harness.make_operator("retry", "succeed", 15), ti2)
+    assert second.job_id == first.job_id
+    assert harness.count("POST", harness.submit_path) == 1
+    harness_cancel(harness, first)
+
+
+def test_retry_resubmits_after_a_failed_job_and_never_reports_it(harness: Harness) -> None:
+    ti = _ti("again")
+    with pytest.raises(SparkJobFailed):
+        run_to_end(harness.make_operator("again", "fail", 1), ti)
+    failed_id = ti.xcoms["job_id"]
+    ti2 = FakeTI(task_id=ti.task_id, run_id=ti.run_id, try_number=2)
+    result, events = run_to_end(harness.make_operator("again", "succeed", 1), ti2)
+    assert result != failed_id and events[0]["job_id"] != failed_id
+    assert harness.count("POST", harness.submit_path) == 2
+
+
+def test_missing_connection_fails_before_submitting(harness: Harness) -> None:
+    op = harness.make_operator("noconn", "succeed", 1, conn_id="no_such_connection_here")
+    with pytest.raises(ConfigurationError, match="no_such_connection_here"):
+        op.execute({"ti": _ti("noconn")})  # type: ignore[arg-type]
+    assert harness.count("POST", harness.submit_path) == 0
+
+
+@pytest.mark.parametrize("interval", [0, -1, float("nan")])
+def test_poll_interval_must_be_positive(harness: Harness, interval: float) -> None:
+    with pytest.raises(ConfigurationError, match="interval"):
+        harness.make_operator("badpoll", "succeed", 1, poll_interval=interval)
+
+
+def test_unknown_backend_option_is_rejected(harness: Harness) -> None:
+    with pytest.raises(ConfigurationError):
+        harness.make_operator("badopt", "succeed", 1, backend_options={"no_such_option": 1})

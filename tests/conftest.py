@@ -1,0 +1,50 @@
+"""Shared fixtures: one real local Spark standalone cluster for the whole session.
+
+The cluster is started from the installed pyspark wheel on free ports in a temporary
+directory and stopped at the end, so tests never clash with a developer's own cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+# Before anything imports Airflow: keep it out of ~/airflow and away from the examples.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="asa-airflow-home-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+import pytest
+
+APPS = Path(__file__).parent / "apps"
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from airflow_spark_async.standalone.local_cluster import LocalSparkCluster
+
+    cluster = LocalSparkCluster.with_free_ports(tmp_path_factory.mktemp("spark-cluster"), worker_cores=2,
+                                                worker_memory="3g")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def standalone_conn_json(rest_url: str, ui_url: str, master_url: str) -> str:
+    """An ``AIRFLOW_CONN_*`` value for a ``spark_standalone`` connection."""
+    import json
+
+    host_port = rest_url.split("://", 1)[1]
+    host, port = host_port.rsplit(":", 1)
+    return json.dumps(
+        {
+            "conn_type": "spark_standalone",
+            "host": host,
+            "port": int(port),
+            "schema": "http",
+            "extra": {"ui_url": ui_url, "master_url": master_url},
+        }
+    )
