@@ -13,62 +13,37 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "get_provider_info"]
 
 
+#: backend sub-packages; each has a ``provider_info`` module with ``CONNECTION_TYPES``,
+#: ``EXTRA_LINKS`` and the module lists below, merged here so that a new backend is one folder.
+_SECTIONS = ("operators", "sensors", "hooks", "triggers")
+
+
 def get_provider_info() -> dict[str, Any]:
     """What ``airflow providers list`` and the connection form read (entry point
-    ``apache_airflow_provider``)."""
+    ``apache_airflow_provider``). Cheap: imports only the small ``provider_info`` modules."""
+    import importlib
+    import pkgutil
+
     integration = "Apache Spark (async)"
-    return {
+    info: dict[str, Any] = {
         "package-name": "airflow-spark-async",
         "name": "Airflow Spark Async",
         "description": "Deferrable Spark operators, sensors and triggers: Spark standalone, Livy, EMR, Databricks.",
         "versions": [__version__],
         "integrations": [{"integration-name": integration, "external-doc-url": "https://spark.apache.org/"}],
-        "operators": [
-            {"integration-name": integration, "python-modules": ["airflow_spark_async.standalone.operators"]}
-        ],
-        "sensors": [{"integration-name": integration, "python-modules": ["airflow_spark_async.standalone.sensors"]}],
-        "hooks": [{"integration-name": integration, "python-modules": ["airflow_spark_async.standalone.hook"]}],
-        "triggers": [{"integration-name": integration, "python-modules": ["airflow_spark_async.standalone.triggers"]}],
-        "extra-links": [
-            "airflow_spark_async.standalone.links.SparkMasterUILink",
-            "airflow_spark_async.standalone.links.SparkDriverLogLink",
-        ],
-        "connection-types": [
-            {
-                "hook-class-name": "airflow_spark_async.standalone.hook.SparkStandaloneHook",
-                "hook-name": "Spark Standalone (REST submission)",
-                "connection-type": "spark_standalone",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["login"],
-                    "relabeling": {
-                        "host": "Master host",
-                        "port": "REST submission port",
-                        "schema": "Scheme (http or https)",
-                        "password": "Bearer token (JWSFilter), optional",
-                    },
-                    "placeholders": {"host": "127.0.0.1", "port": "6066", "schema": "http"},
-                },
-                "conn-fields": {
-                    "ui_url": {
-                        "label": "Master web UI URL",
-                        "description": "Default http://<host>:8080; its /json/ serves coalesced polling.",
-                        "schema": {"type": ["string", "null"]},
-                    },
-                    "master_url": {
-                        "label": "Master URL",
-                        "description": "spark.master for submitted drivers; default spark://<host>:7077.",
-                        "schema": {"type": ["string", "null"]},
-                    },
-                    "verify_ssl": {
-                        "label": "Verify TLS certificates",
-                        "schema": {"type": ["boolean", "null"]},
-                    },
-                    "spark_version": {
-                        "label": "Client Spark version",
-                        "description": "clientSparkVersion sent with submissions; default 4.0.0.",
-                        "schema": {"type": ["string", "null"]},
-                    },
-                },
-            }
-        ],
+        **{section: [] for section in _SECTIONS},
+        "extra-links": [],
+        "connection-types": [],
     }
+    for pkg in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.ispkg and m.name != "core"):
+        try:
+            backend = importlib.import_module(f"{__name__}.{pkg}.provider_info")
+        except ModuleNotFoundError:
+            continue
+        for section in _SECTIONS:
+            modules = [f"{__name__}.{pkg}.{name}" for name in getattr(backend, section.upper(), ())]
+            if modules:
+                info[section].append({"integration-name": integration, "python-modules": modules})
+        info["extra-links"] += [f"{__name__}.{pkg}.{path}" for path in backend.EXTRA_LINKS]
+        info["connection-types"] += backend.CONNECTION_TYPES
+    return info

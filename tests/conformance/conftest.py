@@ -1,26 +1,25 @@
-"""Each backend's harness for the conformance suite; ``harness`` is parametrized over them.
+"""``harness`` is parametrized over every backend module in ``tests/conformance/backends/``.
 
-A new backend adds one fixture here (``<name>_harness``) and its name to ``BACKENDS``.
+A new backend adds one module there that defines a session fixture ``<module name>_harness``
+returning a :class:`~tests.conformance.harness.Harness`; nothing else changes.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import urllib.request
+import importlib
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
 
 import pytest
 
-from airflow_spark_async.core.ledger import MemoryLedger
-from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.standalone.operators import SparkStandaloneSubmitOperator
 from tests.conformance.harness import Harness
-from tests.conftest import APPS, standalone_conn_json
-from tests.servers.fault_proxy import FaultProxy
 
-BACKENDS = ["standalone"]
+_BACKENDS_DIR = Path(__file__).parent / "backends"
+BACKENDS = sorted(p.stem for p in _BACKENDS_DIR.glob("*.py") if not p.stem.startswith("_"))
+for _name in BACKENDS:  # expose each backend's harness fixture to this directory's tests
+    globals()[f"{_name}_harness"] = getattr(
+        importlib.import_module(f"tests.conformance.backends.{_name}"), f"{_name}_harness"
+    )
 
 
 @pytest.fixture(params=BACKENDS)
@@ -31,46 +30,3 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     yield h
     for proxy in h.proxies:
         proxy.clear()
-
-
-@pytest.fixture(scope="session")
-def standalone_harness(spark_cluster: Any) -> Iterator[Harness]:
-    conn_id = "conformance_standalone"
-    ledger = MemoryLedger()  # stands in for Airflow Variables, which outlive a task's tries
-    with FaultProxy(spark_cluster.rest_url) as rest, FaultProxy(spark_cluster.ui_url) as ui:
-        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = standalone_conn_json(rest.url, ui.url, spark_cluster.master_url)
-
-        def make_operator(task_id: str, kind: str, seconds: float, **overrides: Any) -> SparkStandaloneSubmitOperator:
-            job = SparkJob(
-                application=f"file://{APPS}/sleep_then_exit.py",
-                args=[str(seconds), "0" if kind == "succeed" else "3"],
-            )
-            kwargs: dict[str, Any] = {
-                "task_id": task_id,
-                "conn_id": conn_id,
-                "job": job,
-                "poll_interval": 1.0,
-                "deferrable": True,
-                "ledger": ledger,
-                **overrides,
-            }
-            return SparkStandaloneSubmitOperator(**kwargs)
-
-        def remote_state(job_id: str) -> str:
-            url = f"{spark_cluster.rest_url}/v1/submissions/status/{job_id}"
-            with urllib.request.urlopen(url, timeout=10) as resp:
-                return str(json.load(resp).get("driverState"))
-
-        yield Harness(
-            name="standalone",
-            make_operator=make_operator,
-            proxies=[rest, ui],
-            submit_path=r"/v1/submissions/create",
-            cancel_path=r"/v1/submissions/kill/",
-            remote_state=remote_state,
-            cancelled_states={"KILLED"},
-            failure_text="non-zero status",
-            conn_id=conn_id,
-            reattach_by="ledger",
-        )
-        del os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"]

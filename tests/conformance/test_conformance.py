@@ -130,7 +130,7 @@ def test_serialize_round_trip_rebuilds_an_equal_trigger(harness: Harness) -> Non
     trigger = defer(op, _ti("ser"))
     clone = rebuild(trigger)
     assert clone == trigger and clone.serialize() == trigger.serialize()
-    classpath, kwargs = trigger.serialize()
+    _classpath, kwargs = trigger.serialize()
     assert not any(word in str(kwargs).lower() for word in ("password", "token", "secret"))
     run_trigger(clone)
 
