@@ -10,7 +10,10 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "get_provider_info"]
+from airflow_spark_async.core.spec import SparkJob
+from airflow_spark_async.core.states import JobState
+
+__all__ = ["JobState", "SparkJob", "__version__", "get_provider_info"]
 
 
 #: backend sub-packages; each has a ``provider_info`` module with ``CONNECTION_TYPES``,

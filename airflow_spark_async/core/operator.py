@@ -221,6 +221,7 @@ class SparkJobOperator(BaseOperator):
         """Turn the trigger's event into the task's outcome; safe to run more than once."""
         ev = JobEvent.from_payload(event)
         self._job_id = ev.job_id
+        push_links(context, self.link_classes, dict(ev.links))  # some links exist only once the job ran
         if ev.status is EventStatus.UNREACHABLE:
             return self._recheck(context, ev)
         if ev.status is EventStatus.TIMEOUT:

@@ -32,29 +32,32 @@ How it works, and why:
   with ``spark-class <MainClass>`` directly, each in its own session/process group
   (``start_new_session``) so that a terminal's Ctrl-C does not take them down after ``start`` returned,
   and so that ``stop`` can signal a whole group.
-* Spark options reach the daemons through ``SPARK_MASTER_OPTS`` / ``SPARK_WORKER_OPTS`` /
-  ``SPARK_DAEMON_JAVA_OPTS`` (read by ``spark-class``'s launcher).  ``spark.port.maxRetries=0`` makes a
-  port taken between our free-port check and the JVM's bind a hard error instead of Spark silently
-  moving the UI to the next port.
+* Spark options reach the daemons through ``SPARK_MASTER_OPTS`` and ``SPARK_DAEMON_JAVA_OPTS`` (read
+  by ``spark-class``'s launcher; the user's own values of those and of ``SPARK_WORKER_*`` are cleared).
+  ``spark.port.maxRetries=0`` makes a port taken between our free-port check and the JVM's bind a hard
+  error instead of Spark silently moving the UI to the next port.
 * ``SPARK_CONF_DIR`` points at an empty ``<workdir>/conf`` so a stray ``spark-env.sh`` or
   ``spark-defaults.conf`` of the machine cannot change the cluster; ``SPARK_LOCAL_DIRS`` points into the
   workdir so shuffle/scratch files do not pile up in ``/tmp``.
-* ``PYSPARK_PYTHON`` and ``PYSPARK_DRIVER_PYTHON`` are set to the interpreter running this module (by
-  default) in the worker's environment.  Drivers and executors are child processes of the worker and
-  inherit that environment, so cluster-mode PySpark drivers run with the same virtualenv as the tests.
-  A submission can still override it with ``spark.pyspark.python`` / ``spark.pyspark.driver.python``
-  or ``environmentVariables.PYSPARK_PYTHON``.
+* ``PYSPARK_PYTHON`` is set to the interpreter running this module (by default) in the worker's
+  environment, and ``PYSPARK_DRIVER_PYTHON`` is removed from it.  Drivers and executors are child
+  processes of the worker and inherit that environment, so cluster-mode PySpark drivers and their
+  executors run with the same virtualenv as the tests.  A submission can still choose another
+  interpreter; for the driver, Spark's ``PythonRunner`` takes the first of ``spark.pyspark.driver.python``,
+  ``spark.pyspark.python``, ``PYSPARK_DRIVER_PYTHON``, ``PYSPARK_PYTHON`` (the submission's
+  ``environmentVariables`` override the worker's environment).  A leftover ``PYSPARK_DRIVER_PYTHON``
+  (e.g. ``jupyter``) in the shell would otherwise win over all of that, hence its removal.
 * Every process of the cluster carries a random cluster id, both as a ``-D`` property on the daemons'
   command lines and as an environment variable inherited by drivers, executors and their Python
   children.  ``stop`` uses it to find *all* of them, including the Python process of a killed
   cluster-mode driver, which Spark leaves orphaned (re-parented to init) when the worker kills the
   driver JVM.  Pid files alone cannot find those, and a bare pid could have been reused by now.
 
-Files in the workdir (default ``$TMPDIR/airflow-spark-async-cluster``, see :data:`DEFAULT_WORKDIR`):
-``cluster.json`` (ports, pids, cluster id), ``master.pid``, ``worker.pid``, ``master.log``,
-``worker.log``, ``conf/``, ``local/`` and ``work/`` -- the worker's work dir, where each cluster-mode
-driver gets ``work/<driver-id>/stdout`` (the Python app's stdout *and* stderr) and
-``work/<driver-id>/stderr`` (the driver JVM's log4j output).
+Files in the workdir (default ``$TMPDIR/airflow-spark-async-cluster`` or
+``$AIRFLOW_SPARK_ASYNC_CLUSTER_DIR``, see :data:`DEFAULT_WORKDIR`): ``cluster.json`` (ports, cluster id,
+versions), ``master.pid``, ``worker.pid``, ``master.log``, ``worker.log``, ``conf/``, ``local/`` and
+``work/`` -- the worker's work dir, where each cluster-mode driver gets ``work/<driver-id>/stdout`` (the
+Python app's stdout *and* stderr) and ``work/<driver-id>/stderr`` (the driver JVM's log4j output).
 
 POSIX only (``spark-class`` is a bash script); needs Java 17+ on ``JAVA_HOME`` or ``PATH``.
 """
@@ -136,6 +139,8 @@ _SCRUBBED_ENV = (
     "SPARK_PUBLIC_DNS",
     "SPARK_LOCAL_HOSTNAME",
     "SPARK_LOCAL_DIRS",
+    "PYSPARK_DRIVER_PYTHON",
+    "PYSPARK_DRIVER_PYTHON_OPTS",
     "PYSPARK_SUBMIT_ARGS",
     "PYSPARK_GATEWAY_PORT",
     "PYSPARK_GATEWAY_SECRET",
@@ -510,7 +515,6 @@ class LocalSparkCluster:
                     f"-Dspark.master.rest.host={HOST} -Dspark.master.rest.port={self.rest_port}"
                 ),
                 "PYSPARK_PYTHON": self.python,
-                "PYSPARK_DRIVER_PYTHON": self.python,
                 _MARKER_ENV: cluster_id,
             }
         )
@@ -810,13 +814,13 @@ def _probe_rest(rest_port: int) -> bool:
     status, data = _http_json(f"http://{HOST}:{rest_port}/v1/submissions/readyz")
     if status == 200:
         return bool(data and data.get("success", True))
-    return status == 400 and bool(data) and data.get("action") == "ErrorResponse"
+    return status == 400 and data is not None and data.get("action") == "ErrorResponse"
 
 
 def _alive(proc: psutil.Process) -> bool:
     """Running and not a zombie; ``is_running`` also notices when the pid was reused meanwhile."""
     try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
