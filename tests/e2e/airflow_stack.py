@@ -324,6 +324,9 @@ class AirflowStack:
             "SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": 0.5,
             "SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": 5,
             "SCHEDULER__ENABLE_HEALTH_CHECK": False,
+            # --- task supervisor: it polls its task process at this interval, so a finished task can hold
+            # its executor slot for up to 5 s (default) before the slot is free again; 1 s keeps tests fast.
+            "WORKERS__MIN_HEARTBEAT_INTERVAL": 1,
             # --- dag processor: pick up new files quickly, one parsing process is plenty for tests
             "DAG_PROCESSOR__REFRESH_INTERVAL": 3,
             "DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": 10,
@@ -746,11 +749,27 @@ class AirflowStack:
         resp.raise_for_status()
         return dict(resp.json())
 
-    def wait_for_dag(self, dag_id: str, timeout: float = 90.0) -> dict[str, Any]:
-        """Wait until the dag-processor has parsed and serialized ``dag_id``."""
+    def wait_for_dag(
+        self, dag_id: str, timeout: float = 90.0, fail_on_import_error: bool = True
+    ) -> dict[str, Any]:
+        """Wait until the dag-processor has parsed and serialized ``dag_id``.
+
+        With ``fail_on_import_error`` any DAG import error aborts the wait at once (a broken test DAG
+        file would otherwise only show up as a timeout).
+        """
+
+        def parsed() -> dict[str, Any] | None:
+            dag = self.get_dag(dag_id)
+            if dag is None and fail_on_import_error and (errors := self.import_errors()):
+                details = "\n".join(f"{e['filename']}:\n{e['stack_trace']}" for e in errors)
+                raise AirflowStackError(f"DAG import errors while waiting for {dag_id}:\n{details}")
+            return dag
+
         try:
-            return self.wait_until(lambda: self.get_dag(dag_id), timeout=timeout, description=f"DAG {dag_id}")
+            return self.wait_until(parsed, timeout=timeout, description=f"DAG {dag_id}")
         except AirflowStackError as exc:
+            if "DAG import errors" in str(exc):
+                raise
             raise AirflowStackError(f"{exc}\n\nimport errors: {self.import_errors()}") from None
 
     def unpause(self, dag_id: str) -> None:

@@ -22,6 +22,7 @@ Each step's duration is recorded and printed at the end of the module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -82,14 +83,14 @@ PROBE_TRIGGER_MODULE = textwrap.dedent(
             min_seconds: float = 6.0,
             gate_file: str | None = None,
             conn_id: str | None = None,
-            label: str = "",
+            probe_tag: str = "",
         ) -> None:
             super().__init__()
             self.marker_root = marker_root
             self.min_seconds = min_seconds
             self.gate_file = gate_file
             self.conn_id = conn_id
-            self.label = label
+            self.probe_tag = probe_tag
 
         def serialize(self) -> tuple[str, dict[str, Any]]:
             return (
@@ -99,7 +100,7 @@ PROBE_TRIGGER_MODULE = textwrap.dedent(
                     "min_seconds": self.min_seconds,
                     "gate_file": self.gate_file,
                     "conn_id": self.conn_id,
-                    "label": self.label,
+                    "probe_tag": self.probe_tag,
                 },
             )
 
@@ -166,7 +167,7 @@ PROBE_TRIGGER_MODULE = textwrap.dedent(
 
         async def run(self) -> AsyncIterator[TriggerEvent]:
             ti = self.task_instance
-            self._record("run_started", label=self.label, try_number=ti.try_number if ti else None)
+            self._record("run_started", probe_tag=self.probe_tag, try_number=ti.try_number if ti else None)
             self._record("state_in_run", state=await self._own_state(), direct=self._own_state_direct())
             if self.conn_id:
                 await self._probe_connection()
@@ -176,7 +177,7 @@ PROBE_TRIGGER_MODULE = textwrap.dedent(
             ):
                 await asyncio.sleep(0.5)
             self._record("event_fired")
-            yield TriggerEvent({"status": "success", "label": self.label, "pid": os.getpid()})
+            yield TriggerEvent({"status": "success", "probe_tag": self.probe_tag, "pid": os.getpid()})
 
         async def on_kill(self) -> None:
             direct = self._own_state_direct()
@@ -235,7 +236,7 @@ DAGS_MODULE = textwrap.dedent(
                     min_seconds=float(conf.get("min_seconds", 6)),
                     gate_file=conf.get("gate_file"),
                     conn_id=conf.get("conn_id"),
-                    label=f"{context['run_id']}#{self.slot}",
+                    probe_tag=f"{context['run_id']}#{self.slot}",
                 ),
                 method_name="execute_complete",
             )
@@ -249,7 +250,7 @@ DAGS_MODULE = textwrap.dedent(
     class ProbeStartFromTriggerSensor(BaseSensorOperator):
         """Starts directly in the triggerer (no worker slot until the trigger fires)."""
 
-        template_fields = ("label",)
+        template_fields = ("probe_tag",)
         start_from_trigger = True
         start_trigger_args = StartTriggerArgs(
             trigger_cls="e2e_probe_triggers.ProbeTrigger",
@@ -259,12 +260,16 @@ DAGS_MODULE = textwrap.dedent(
             timeout=None,
         )
 
-        def __init__(self, *, label: str, min_seconds: float = 6.0, **kwargs: Any) -> None:
+        def __init__(self, *, probe_tag: str, min_seconds: float = 6.0, **kwargs: Any) -> None:
             super().__init__(**kwargs)
-            self.label = label
+            self.probe_tag = probe_tag
             self.start_trigger_args = dataclasses.replace(
                 type(self).start_trigger_args,
-                trigger_kwargs={"marker_root": MARKER_ROOT, "min_seconds": min_seconds, "label": label},
+                trigger_kwargs={
+                    "marker_root": MARKER_ROOT,
+                    "min_seconds": min_seconds,
+                    "probe_tag": probe_tag,
+                },
             )
 
         def poke(self, context: Any) -> bool:
@@ -305,7 +310,7 @@ DAGS_MODULE = textwrap.dedent(
         ProbeDeferOperator.partial(task_id="probe").expand(slot=[0, 1, 2])
 
     with DAG("e2e_sft", schedule=None, start_date=START, catchup=False):
-        ProbeStartFromTriggerSensor(task_id="probe_sft", label="{{ run_id }}")
+        ProbeStartFromTriggerSensor(task_id="probe_sft", probe_tag="{{ run_id }}")
         DateTimeSensorAsync(
             task_id="std_sft", target_time=IN_8_SECONDS, start_from_trigger=True, end_from_trigger=True
         )
@@ -396,16 +401,14 @@ def report(request: pytest.FixtureRequest) -> Iterator[Report]:
     """Module-wide timings/findings, printed to the terminal (also without ``-s``) at the end."""
     rep = Report()
     yield rep
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     lines = ["", "==== e2e smoke timings (s) ===="]
     lines += [f"  {name:<55} {value:>7.2f}" for name, value in rep.timings.items()]
     lines += ["==== e2e smoke findings ===="]
     lines += [f"  {name}: {json.dumps(value, default=str)}" for name, value in rep.findings.items()]
-    if reporter is not None:
-        for line in lines:
-            reporter.write_line(line)
-    else:  # pragma: no cover
-        print("\n".join(lines))
+    # Output capturing is active during fixture teardown; suspend it so the summary reaches the terminal.
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        print("\n".join(lines), flush=True)
 
 
 @pytest.fixture(scope="module")
@@ -620,7 +623,7 @@ def test_start_from_trigger_sensors(stack: AirflowStack, report: Report, markers
     t = report.step("sft.trigger_to_deferred", t)
     assert ti["hostname"] in (None, "") and ti["pid"] is None  # never on a worker
     [started] = wait_marker(stack, markers, dag_id, "probe_sft", run_id, "run_started")
-    assert started["label"] == run_id  # template rendered in the triggerer
+    assert started["probe_tag"] == run_id  # template rendered in the triggerer
     assert stack.wait_for_dag_run(dag_id, run_id, timeout=90) == "success"
     report.step("sft.deferred_to_run_success", t)
     worker_events = [r["event"] for r in read_worker_markers(markers, dag_id, "probe_sft", run_id)]

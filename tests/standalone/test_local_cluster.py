@@ -51,7 +51,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSparkClus
 
 def _get_json(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=10) as resp:
-        return json.loads(resp.read())
+        data: dict[str, Any] = json.loads(resp.read())
+    return data
 
 
 def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -59,12 +60,13 @@ def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
         url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(request, timeout=10) as resp:
-        return json.loads(resp.read())
+        data: dict[str, Any] = json.loads(resp.read())
+    return data
 
 
 def _gone(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 

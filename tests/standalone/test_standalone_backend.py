@@ -110,7 +110,7 @@ def test_an_unknown_driver_is_not_found_not_polled_forever() -> None:
 
 def test_the_masters_json_lists_many_drivers_in_one_request() -> None:
     job = SparkJob(application=f"file://{APPS}/sleep_then_exit.py", args=["0"])
-    ids = [run(lambda b: b.submit(job, key=f"asa-many-{i}")).job_id for i in range(3)]
+    ids = [run(lambda b, i=i: b.submit(job, key=f"asa-many-{i}")).job_id for i in range(3)]  # type: ignore[misc]
     for job_id in ids:
         wait_for(job_id, {"FINISHED"})
     listed = run(lambda b: b.status_many([*ids, "driver-unknown"]))
