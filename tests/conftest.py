@@ -24,8 +24,8 @@ APPS = Path(__file__).parent / "apps"
 def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from airflow_spark_async.standalone.local_cluster import LocalSparkCluster
 
-    cluster = LocalSparkCluster.with_free_ports(tmp_path_factory.mktemp("spark-cluster"), worker_cores=8,
-                                                worker_memory="8g")
+    cluster = LocalSparkCluster.with_free_ports(tmp_path_factory.mktemp("spark-cluster"), worker_cores=12,
+                                                worker_memory="12g")
     cluster.start()
     try:
         yield cluster

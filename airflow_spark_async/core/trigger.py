@@ -135,25 +135,19 @@ class SparkJobTrigger(BaseTrigger):
             from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
             from asgiref.sync import sync_to_async
 
+            # sync_to_async, not a direct call: on_kill runs in a task without the SDK's portal.
             states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
-                dag_id=ti.dag_id,
-                task_ids=[ti.task_id],
-                run_ids=[ti.run_id],
-                map_index=None if ti.map_index is None or ti.map_index < 0 else ti.map_index,
+                dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
             )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a failed look-up must not stop the cancel: never orphan
             self.log.warning("Could not read the task's state (%s); cancelling to be safe", exc)
             return None
-        return _find_state(states.get(ti.run_id, {}), ti.task_id)
-
-
-def _find_state(states: Mapping[str, Any], task_id: str) -> str | None:
-    for key, value in states.items():
-        if key == task_id or key.startswith(f"{task_id}_"):
-            return None if value is None else str(value)
-    return None
+        # Airflow keys mapped task instances as "<task_id>_<map_index>".
+        key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+        state = states.get(ti.run_id, {}).get(key)
+        return None if state is None else str(state)
 
 
 async def watch_job(trigger: SparkJobTrigger, *, log: Any, rng: random.Random | None = None) -> JobEvent:

@@ -21,10 +21,13 @@ are used, so the module works in any venv that has Airflow installed.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
+import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +89,29 @@ _STRIPPED_ENV_NAMES = frozenset({"AIRFLOW_HOME", "AIRFLOW_CONFIG", "_AIRFLOW_PRO
 # One migrated SQLite DB per test session (see module docstring).  Guarded by nothing more than the GIL:
 # stacks are started sequentially by pytest; a concurrent start simply migrates twice.
 _DB_TEMPLATE: Path | None = None
+
+
+# Stacks that were started and not stopped yet; stopped at interpreter exit as a safety net for code
+# paths that bypass the context manager (e.g. an uncaught exception in a fixture's setup code).
+_LIVE_STACKS: weakref.WeakSet[AirflowStack] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_stacks() -> None:
+    for stack in list(_LIVE_STACKS):
+        with contextlib.suppress(Exception):
+            stack.stop()
+
+
+def _die_with_parent() -> None:
+    """``preexec_fn``: have the kernel SIGTERM the component when the test process dies (Linux only).
+
+    Why: components run in their own sessions, so a SIGKILLed pytest (CI job cancelled, OOM) would
+    otherwise leave a whole Airflow running.  SIGTERM (not SIGKILL) lets each component shut down its
+    own children.  Best effort: silently does nothing where ``prctl`` is unavailable.
+    """
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 == PR_SET_PDEATHSIG
 
 
 class AirflowStackError(AssertionError):
@@ -213,6 +240,39 @@ class Component:
         return _session_members(self.pid)
 
 
+def _never_reuse_trigger_ids(db_path: Path) -> None:
+    """Give SQLite's ``trigger`` table AUTOINCREMENT, so a deleted trigger's id is never handed out again.
+
+    Why: Airflow's ``trigger.id`` is a plain ``INTEGER PRIMARY KEY``; on SQLite a new row takes
+    ``max(id) + 1``, so when the newest trigger fires and is deleted, the next deferral gets the *same*
+    id. A triggerer that still lists the finished trigger under that id treats the new one as already
+    running and never starts it — the task stays deferred forever (seen here: a mark-failed test whose
+    trigger never ran). PostgreSQL and MySQL sequences never reuse ids, so production is not affected;
+    the table is rebuilt here, while the freshly migrated DB is still empty.
+    """
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        (ddl,) = db.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='trigger'").fetchone()
+        if "AUTOINCREMENT" in ddl.upper():
+            return
+        new_ddl = (
+            ddl.replace('"trigger"', "trigger_autoinc", 1)
+            .replace("id INTEGER NOT NULL,", "id INTEGER PRIMARY KEY AUTOINCREMENT,", 1)
+            .replace("CONSTRAINT trigger_pkey PRIMARY KEY (id), ", "", 1)
+        )
+        indexes = [row[0] for row in db.execute(
+            "SELECT sql FROM sqlite_master WHERE type='index' AND tbl_name='trigger' AND sql IS NOT NULL"
+        )]
+        db.executescript(
+            "PRAGMA foreign_keys=OFF;\n"
+            f"{new_ddl};\n"
+            "INSERT INTO trigger_autoinc SELECT * FROM trigger;\n"
+            "DROP TABLE trigger;\n"
+            "ALTER TABLE trigger_autoinc RENAME TO trigger;\n"
+            + "".join(f"{sql};\n" for sql in indexes)
+        )
+        db.commit()
+
+
 class AirflowStack:
     """A throw-away Airflow 3 deployment for end-to-end tests; use it as a context manager.
 
@@ -232,6 +292,7 @@ class AirflowStack:
     :param startup_timeout: seconds to wait for the api-server and component heartbeats.
     :param components: which components :meth:`start` launches.
     :param reuse_migrated_db: copy a DB migrated earlier in this process instead of migrating again.
+    :param dags_paused: ``[core] dags_are_paused_at_creation``; ``False`` saves the :meth:`unpause` calls.
     """
 
     def __init__(
@@ -244,6 +305,7 @@ class AirflowStack:
         startup_timeout: float = 120.0,
         components: Sequence[str] = DEFAULT_COMPONENTS,
         reuse_migrated_db: bool = True,
+        dags_paused: bool = True,
     ) -> None:
         self.dags_folder = Path(dags_folder).resolve()
         self.parallelism = parallelism
@@ -255,6 +317,7 @@ class AirflowStack:
         self.startup_timeout = startup_timeout
         self.component_names = tuple(components)
         self.reuse_migrated_db = reuse_migrated_db
+        self.dags_paused = dags_paused
 
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
@@ -301,7 +364,7 @@ class AirflowStack:
             "CORE__EXECUTOR": "LocalExecutor",
             "CORE__PARALLELISM": self.parallelism,
             "CORE__LOAD_EXAMPLES": False,
-            "CORE__DAGS_ARE_PAUSED_AT_CREATION": True,
+            "CORE__DAGS_ARE_PAUSED_AT_CREATION": self.dags_paused,
             "CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
             "CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
             "CORE__AUTH_MANAGER": (
@@ -422,8 +485,10 @@ class AirflowStack:
             raise AirflowStackError(
                 f"airflow db migrate failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
             )
+        _never_reuse_trigger_ids(self.db_path)
         if self.reuse_migrated_db:
             template_dir = Path(tempfile.mkdtemp(prefix="airflow-stack-db-template-"))
+            atexit.register(shutil.rmtree, template_dir, ignore_errors=True)
             template = template_dir / "airflow.db"
             self._copy_sqlite(self.db_path, template)
             _DB_TEMPLATE = template
@@ -438,10 +503,10 @@ class AirflowStack:
             source.backup(dest)
 
     def start_component(self, name: str, *extra_args: str, env: Mapping[str, str] | None = None) -> Component:
-        """Start ``airflow <command>`` as its own session; ``name`` is the command unless it is a copy.
+        """Start ``airflow <command>`` in a new session, output to ``component_logs/<name>.<n>.log``.
 
-        A name like ``"triggerer-b"`` starts a second ``airflow triggerer`` (the part before the first
-        ``-<letter>`` suffix must be a valid command; ``api-server`` and ``dag-processor`` are handled).
+        ``name`` is the CLI command (``scheduler``, ``triggerer``, ``dag-processor``, ``api-server``),
+        optionally followed by ``-<suffix>`` to run one more instance, e.g. ``"triggerer-b"``.
 
         :param extra_args: extra CLI arguments.
         :param env: per-component environment overrides on top of :attr:`env`.
@@ -469,6 +534,7 @@ class AirflowStack:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
         component = Component(
             name=name,
@@ -480,6 +546,7 @@ class AirflowStack:
         )
         self.components[name] = component
         self._all_started.append(component)
+        _LIVE_STACKS.add(self)
         return component
 
     @staticmethod
@@ -535,11 +602,11 @@ class AirflowStack:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop every component and everything they spawned; safe to call more than once.
 
-        SIGTERM all at once (graceful shutdown runs in parallel), wait up to ``timeout`` seconds
-        (short on purpose: the triggerer waits up to 10 s for its trigger runner to exit after SIGINT,
-        which buys nothing for a throw-away stack),
-        SIGKILL all leftovers, then sweep the sessions of every component ever started (restarted
-        triggerers included) so not even an orphaned task process survives.
+        SIGTERM all at once (graceful shutdowns run in parallel), wait up to ``timeout`` seconds, SIGKILL
+        all leftovers, then sweep the sessions of every component ever started (restarted triggerers
+        included) so not even an orphaned task process survives.  The timeout is short on purpose: the
+        triggerer alone waits up to 10 s for its trigger runner after SIGINT, which buys nothing for a
+        throw-away stack.
         """
         with self.timed("stop"):
             components = list(self.components.values())
@@ -549,6 +616,7 @@ class AirflowStack:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            _LIVE_STACKS.discard(self)
 
     def _terminate(self, components: Sequence[Component], *, sig: int, timeout: float) -> list[int]:
         """Signal the trees of ``components`` with ``sig``, escalate to SIGKILL after ``timeout``."""

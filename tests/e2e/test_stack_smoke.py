@@ -533,12 +533,16 @@ def test_parallelism_bounds_running_tasks_and_deferred_tasks_free_slots(
     assert max_deferred == 3  # deferred tasks do not hold executor slots
 
 
-def test_mark_failed_while_deferred_calls_on_kill(
+def test_mark_failed_while_deferred_calls_on_kill_then_clear_reruns(
     stack: AirflowStack, report: Report, markers: Path, gates: Path
 ) -> None:
-    """PATCH new_state=failed on a deferred TI -> state failed, trigger cancelled, on_kill() sees 'failed'."""
+    """PATCH new_state=failed on a deferred TI -> failed, trigger cancelled, on_kill() sees 'failed'.
+
+    Then clearing the task runs it again as try 2 (exercises clear_task and task_log per try).
+    """
     dag_id, run_id = "e2e_probe", "markfail-1"
-    conf = {"gate_file": str(gates / "never"), "conn_id": PROBE_CONN_ID, "min_seconds": MIN_DEFER_SECONDS}
+    gate = gates / "markfail-1"  # only created before the clear, so try 1 can never finish by itself
+    conf = {"gate_file": str(gate), "conn_id": PROBE_CONN_ID, "min_seconds": MIN_DEFER_SECONDS}
     t = time.monotonic()
     stack.trigger_dag(dag_id, run_id=run_id, conf=conf)
     stack.wait_for_task_state(dag_id, run_id, "probe", "deferred", fail_on=("failed",))
@@ -553,7 +557,7 @@ def test_mark_failed_while_deferred_calls_on_kill(
     t = report.step("markfail.patch_to_on_kill", t)
     wait_marker(stack, markers, dag_id, "probe", run_id, "cleanup", timeout=30)
     assert stack.wait_for_dag_run(dag_id, run_id, timeout=60) == "failed"
-    report.step("markfail.on_kill_to_run_failed", t)
+    t = report.step("markfail.on_kill_to_run_failed", t)
 
     assert stack.task_state(dag_id, run_id, "probe") == "failed"
     assert in_run["state"] == "deferred"
@@ -571,10 +575,23 @@ def test_mark_failed_while_deferred_calls_on_kill(
         "sync_to_async": on_kill["state"],
         "direct_sync": on_kill["direct"],
     }
-    report.findings["connection_in_trigger"] = {
-        "direct_get_connection": connection["direct_get_connection"] == expected
-        or connection["direct_get_connection"]
+    report.findings["connection_in_trigger_works"] = {
+        method: connection[method] == expected
+        for method in ("aget_connection", "sync_to_async_get_connection", "direct_get_connection")
     }
+
+    # --- clear -> try 2 runs, defers again and succeeds
+    gate.touch()
+    cleared = stack.clear_task(dag_id, run_id, ["probe"])
+    assert [ti["task_id"] for ti in cleared] == ["probe"]
+    ti = stack.wait_for_task_state(dag_id, run_id, "probe", "success", timeout=90, fail_on=("failed",))
+    report.step("markfail.clear_to_try2_success", t)
+    assert ti["try_number"] == 2
+    assert stack.wait_for_dag_run(dag_id, run_id, timeout=30) == "success"
+    assert "probe resumed with event" in stack.task_log(dag_id, run_id, "probe", 2)
+    assert "probe resumed with event" not in stack.task_log(dag_id, run_id, "probe", 1)
+    events = [r["event"] for r in read_markers(markers, dag_id, "probe", run_id)]
+    assert events.count("on_kill") == 1 and events.count("run_started") == 2
 
 
 def test_triggerer_sigkill_and_restart_resumes_trigger(
@@ -630,7 +647,10 @@ def test_start_from_trigger_sensors(stack: AirflowStack, report: Report, markers
     assert worker_events == ["execute_complete"]
     std = stack.task_instance(dag_id, run_id, "std_sft")
     assert std["state"] == "success" and std["try_number"] == 1
-    report.findings["start_from_trigger"] = {"probe_sft_worker_calls": worker_events, "std_sft": std["state"]}
+    report.findings["start_from_trigger"] = {
+        "probe_sft_worker_calls": worker_events,
+        "std_sft (end_from_trigger)": {k: std[k] for k in ("state", "try_number", "hostname", "pid")},
+    }
 
 
 def test_trigger_reassignment_also_calls_on_kill(
