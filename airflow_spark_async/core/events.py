@@ -27,6 +27,10 @@ class EventStatus(str, enum.Enum):
     UNREACHABLE = "unreachable"  # the error budget ran out; the worker re-checks the job
     ERROR = "error"  # a permanent API error (auth refused, job unknown)
 
+    @classmethod
+    def for_final_state(cls, succeeded: bool) -> EventStatus:
+        return cls.SUCCESS if succeeded else cls.FAILED
+
 
 @dataclasses.dataclass(frozen=True)
 class JobEvent:

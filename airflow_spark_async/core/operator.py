@@ -37,6 +37,7 @@ from airflow_spark_async.core.ledger import AirflowVariableLedger, KeyLedger
 from airflow_spark_async.core.links import JobLink, push_links
 from airflow_spark_async.core.policy import PollPolicy
 from airflow_spark_async.core.spec import SparkJob
+from airflow_spark_async.core.states import JobState
 from airflow_spark_async.core.sync import run_sync
 from airflow_spark_async.core.trigger import SparkJobTrigger, watch_job
 from airflow_spark_async.core.watcher import get_backend
@@ -246,9 +247,14 @@ class SparkJobOperator(BaseOperator):
                 f"({exc}); it may still be running"
             ) from exc
         if status.is_terminal:
-            outcome = EventStatus.SUCCESS if status.state.value == "succeeded" else EventStatus.FAILED
-            done = dataclasses.replace(ev, status=outcome, state=status.state.value, backend_state=status.backend_state,
-                                       message=status.message, diagnostics=status.diagnostics)
+            done = dataclasses.replace(
+                ev,
+                status=EventStatus.for_final_state(status.state is JobState.SUCCEEDED),
+                state=status.state.value,
+                backend_state=status.backend_state,
+                message=status.message,
+                diagnostics=status.diagnostics,
+            )
             return self.execute_complete(context, done.to_payload())
         self.log.warning("API was unreachable for a while but job %s still runs; waiting again", ev.job_id)
         return self._wait(context, ev.job_id, ev.deadline)

@@ -110,8 +110,10 @@ class SparkJobSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> bool:
+        conn = load_connection(self.conn_id)
+
         async def status() -> JobStatus:
-            backend = await get_backend(self.backend_class, self.conn_id, self.backend_options)
+            backend = await get_backend(self.backend_class, self.conn_id, self.backend_options, conn=conn)
             return await backend.status(str(self.job_id))
 
         st = run_sync(status)

@@ -210,8 +210,7 @@ async def watch_job(trigger: SparkJobTrigger, *, log: Any, rng: random.Random | 
             last_state = status.backend_state
         if status.is_terminal or status.backend_state in trigger.stop_states:
             ok = status.state is JobState.SUCCEEDED or status.backend_state in trigger.stop_states
-            outcome = EventStatus.SUCCESS if ok else EventStatus.FAILED
-            return event(outcome, status)
+            return event(EventStatus.for_final_state(ok), status)
         if now - last_heartbeat >= policy.heartbeat:
             log.info("Job %s still %s, elapsed %.0fs", trigger.job_id, status.backend_state, now - started)
             last_heartbeat = now
