@@ -9,13 +9,18 @@ SQLite) against a real local Spark cluster, running the example DAGs:
 and a deadline that cancels the driver while the task is deferred.
 
 Jobs and polls are >= 5 s: Airflow 3.3.2 has a scheduler race for shorter deferrals (#66374).
+The SIGKILL test runs last: under load, a trigger created seconds after a restarted triggerer
+took over a crashed one's trigger was seen never to start (an Airflow-side behaviour, noted in
+docs/development.md), which would starve the tests that follow it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
+import sqlite3
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -30,7 +35,7 @@ from tests.e2e.airflow_stack import AirflowStack
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-JOB_SECONDS = 20
+JOB_SECONDS = 30
 
 DEADLINE_DAG = '''
 from datetime import datetime
@@ -78,6 +83,13 @@ def stack(spark_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield s
 
 
+def _triggerer_of_trigger(stack: AirflowStack) -> int | None:
+    """The triggerer job that owns the only trigger in the DB (read from the stack's SQLite file)."""
+    with contextlib.closing(sqlite3.connect(stack.db_path, timeout=10)) as db:
+        rows = db.execute("SELECT triggerer_id FROM trigger WHERE triggerer_id IS NOT NULL").fetchall()
+    return int(rows[0][0]) if len(rows) == 1 else None
+
+
 def _job_id(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> str:
     path = (f"/api/v2/dags/{dag_id}/dagRuns/{stack._q(run_id)}/taskInstances/{task_id}"
             "/xcomEntries/job_id")
@@ -101,29 +113,13 @@ def test_a_worker_slots_are_free_while_jobs_run(stack: AirflowStack, spark_clust
     makespan = time.monotonic() - started
     assert stack.dag_run_state(dag_id, run_id) == "success", stack.dump_logs()
     assert len(_driver_ids(spark_cluster) - before) == 10, "one driver per mapped task"
-    # Two slots, ten jobs: holding a slot per job would need at least 5 x JOB_SECONDS.
+    # Two slots, ten jobs: holding a slot per job would need at least 5 x JOB_SECONDS. Deferred, the
+    # jobs overlap; what remains is the scheduling overhead of twenty short task runs on two slots.
     assert most_deferred > 2, f"at most {most_deferred} tasks were deferred at once"
-    assert makespan < 3 * JOB_SECONDS, f"makespan {makespan:.0f}s for 10 x {JOB_SECONDS}s jobs on 2 slots"
+    blocking_bound = 5 * JOB_SECONDS
+    assert makespan < 0.8 * blocking_bound, f"makespan {makespan:.0f}s for 10 x {JOB_SECONDS}s jobs on 2 slots"
     print(f"\nE2E(a) makespan {makespan:.1f}s for 10 x {JOB_SECONDS}s drivers on 2 worker slots; "
           f"up to {most_deferred} tasks deferred at once")
-
-
-def test_b_triggerer_sigkill_then_restart_completes_with_one_driver(stack: AirflowStack, spark_cluster: Any) -> None:
-    dag_id = "spark_standalone_sum_of_squares"
-    stack.wait_for_dag(dag_id)
-    before = _driver_ids(spark_cluster)
-    run_id = f"sigkill_{int(time.time())}"
-    stack.trigger_dag(dag_id, run_id=run_id, conf={"n": 5000, "hold_seconds": 25})
-    stack.wait_for_task_state(dag_id, run_id, "sum_of_squares", "deferred", timeout=120)
-    time.sleep(3)
-    stack.kill_triggerer(signal.SIGKILL)
-    time.sleep(5)
-    stack.start_triggerer()
-    assert stack.wait_for_dag_run(dag_id, run_id, timeout=300) == "success", stack.dump_logs()
-    new = _driver_ids(spark_cluster) - before
-    assert len(new) == 1, f"expected exactly one driver, got {sorted(new)}"
-    ti = stack.task_instance(dag_id, run_id, "sum_of_squares")
-    assert ti["try_number"] == 1
 
 
 def test_c_marking_a_deferred_task_failed_kills_its_driver(stack: AirflowStack, spark_cluster: Any) -> None:
@@ -136,9 +132,11 @@ def test_c_marking_a_deferred_task_failed_kills_its_driver(stack: AirflowStack, 
     while _driver_state(spark_cluster, driver) != "RUNNING" and time.monotonic() < deadline:
         time.sleep(1)
     stack.mark_task_failed(dag_id, run_id, "sum_of_squares")
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while (state := _driver_state(spark_cluster, driver)) != "KILLED":
-        assert time.monotonic() < deadline, f"driver {driver} still {state} after mark-failed"
+        if time.monotonic() > deadline:
+            log = stack.task_log(dag_id, run_id, "sum_of_squares", try_number=1)
+            raise stack.fail(f"driver {driver} still {state} after mark-failed; task log:\n{log[-3000:]}")
         time.sleep(1)
 
 
@@ -163,11 +161,15 @@ def test_a_trigger_moved_to_another_triggerer_does_not_cancel_the_driver(
     stack.trigger_dag(dag_id, run_id=run_id, conf={"n": 5000, "hold_seconds": 40})
     stack.wait_for_task_state(dag_id, run_id, "sum_of_squares", "deferred", timeout=120)
     driver = _job_id(stack, dag_id, run_id, "sum_of_squares")
-    time.sleep(3)  # let the first triggerer start the trigger
+    first = stack.wait_until(lambda: _triggerer_of_trigger(stack), timeout=60, description="trigger assigned")
     stack.start_component("triggerer-b")
     try:
         stack.signal_component("triggerer", signal.SIGSTOP)  # heartbeat stops: the trigger moves to -b
-        time.sleep(16)
+        stack.wait_until(
+            lambda: (owner := _triggerer_of_trigger(stack)) is not None and owner != first,
+            timeout=120,
+            description="trigger moved to the second triggerer",
+        )
         stack.signal_component("triggerer", signal.SIGCONT)  # it wakes up, sees the trigger gone: on_kill
         assert stack.wait_for_dag_run(dag_id, run_id, timeout=240) == "success", stack.dump_logs()
         assert _driver_state(spark_cluster, driver) == "FINISHED"
@@ -177,3 +179,21 @@ def test_a_trigger_moved_to_another_triggerer_does_not_cancel_the_driver(
     finally:
         stack.signal_component("triggerer", signal.SIGCONT)
         stack.stop_component("triggerer-b")
+
+
+def test_b_triggerer_sigkill_then_restart_completes_with_one_driver(stack: AirflowStack, spark_cluster: Any) -> None:
+    dag_id = "spark_standalone_sum_of_squares"
+    stack.wait_for_dag(dag_id)
+    before = _driver_ids(spark_cluster)
+    run_id = f"sigkill_{int(time.time())}"
+    stack.trigger_dag(dag_id, run_id=run_id, conf={"n": 5000, "hold_seconds": 25})
+    stack.wait_for_task_state(dag_id, run_id, "sum_of_squares", "deferred", timeout=120)
+    time.sleep(3)
+    stack.kill_triggerer(signal.SIGKILL)
+    time.sleep(5)
+    stack.start_triggerer()
+    assert stack.wait_for_dag_run(dag_id, run_id, timeout=300) == "success", stack.dump_logs()
+    new = _driver_ids(spark_cluster) - before
+    assert len(new) == 1, f"expected exactly one driver, got {sorted(new)}"
+    ti = stack.task_instance(dag_id, run_id, "sum_of_squares")
+    assert ti["try_number"] == 1
