@@ -35,7 +35,8 @@ class SparkJob:
 
     :param application: the main file — a ``.py`` script or a ``.jar`` — as a path or URI the
         cluster can read (``file:///…``, ``s3://…``, ``dbfs:/…``).
-    :param main_class: the JVM entry point for a jar; leave empty for Python.
+    :param main_class: the JVM entry point for a jar; leave empty for Python, or for a jar whose
+        manifest names its ``Main-Class`` where the backend can run that (Livy, spark-submit).
     :param args: arguments passed to the application.
     :param conf: Spark properties (``spark.sql.shuffle.partitions`` …), values as strings.
     :param jars, py_files, files, archives: ``--jars``, ``--py-files``, ``--files``, ``--archives``.
@@ -77,11 +78,6 @@ class SparkJob:
         """Reject a spec that no backend could run, with a message that says what to fix."""
         if not isinstance(self.application, str) or not self.application.strip():
             raise ConfigurationError("SparkJob.application is required: the path or URI of a .py or .jar file")
-        if self.main_class is None and not self.application.split("?")[0].endswith(".py"):
-            if "{{" not in self.application:  # a template is validated again after rendering
-                raise ConfigurationError(
-                    f"SparkJob.application {self.application!r} is not a .py file, so main_class is required"
-                )
         for field in ("args", "jars", "py_files", "files", "archives", "packages"):
             setattr(self, field, _str_list(getattr(self, field), field))
         for field in ("conf", "env"):

@@ -42,6 +42,11 @@ if TYPE_CHECKING:
 __all__ = ["SparkJobTrigger", "watch_job"]
 
 
+#: seconds ``on_kill`` waits for the task's state before cancelling anyway (the first SDK call of
+#: a fresh triggerer was seen to take ~10 s; Airflow gives on_kill 30 s by default)
+STATE_LOOKUP_TIMEOUT = 15.0
+
+
 def _next_tick(now: float, interval: float) -> float:
     """The next multiple of ``interval`` on the wall clock, so triggers poll together."""
     return (math.floor(now / interval) + 1) * interval
@@ -136,8 +141,12 @@ class SparkJobTrigger(BaseTrigger):
             from asgiref.sync import sync_to_async
 
             # sync_to_async, not a direct call: on_kill runs in a task without the SDK's portal.
-            states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
-                dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+            # Bounded, so that the cancel itself still fits in the triggerer's on_kill time limit.
+            states = await asyncio.wait_for(
+                sync_to_async(RuntimeTaskInstance.get_task_states)(
+                    dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+                ),
+                timeout=STATE_LOOKUP_TIMEOUT,
             )
         except asyncio.CancelledError:
             raise

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from yarl import URL
 
 from airflow_spark_async.core.backend import Backend, JobStatus
-from airflow_spark_async.core.errors import JobNotFoundError, RequestRejected, ServerError
+from airflow_spark_async.core.errors import ConfigurationError, JobNotFoundError, RequestRejected, ServerError
 from airflow_spark_async.core.http import get_session, request_json
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
@@ -83,9 +83,12 @@ def build_create_request(job: SparkJob, *, key: str, settings: StandaloneSetting
         main_class = PYTHON_RUNNER
         # PythonRunner: args(0) = the script, args(1) = comma-separated py-files, then the app's args
         app_args = [job.application, ",".join(job.py_files), *job.args]
-    else:
-        main_class = job.main_class or ""
+    elif job.main_class:
+        main_class = job.main_class
         app_args = list(job.args)
+    else:
+        # The REST protocol has no "take it from the manifest": mainClass is mandatory.
+        raise ConfigurationError(f"{job.application!r} is not a .py file: the standalone master needs main_class")
     return {
         "action": "CreateSubmissionRequest",
         "clientSparkVersion": settings.spark_version,

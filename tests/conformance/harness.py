@@ -61,10 +61,15 @@ class Harness:
     conn_id: str
     #: how the backend finds an earlier try's job: "backend" (by key) or "ledger"
     reattach_by: str = "ledger"
+    #: the HTTP method of a cancel request (Livy and REST APIs that DELETE)
+    cancel_method: str = "POST"
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def count(self, method: str, path: str) -> int:
         return sum(p.count(method, path) for p in self.proxies)
+
+    def cancels(self) -> int:
+        return self.count(self.cancel_method, self.cancel_path)
 
 
 def rebuild(trigger: SparkJobTrigger) -> SparkJobTrigger:

@@ -102,7 +102,7 @@ def test_deadline_cancels_the_job_and_fails_the_task(harness: Harness) -> None:
     assert events[0]["status"] == "timeout"
     with pytest.raises(SparkJobTimeout):
         op.execute_complete({"ti": ti}, events[0])
-    assert harness.count("POST", harness.cancel_path) >= 1
+    assert harness.cancels() >= 1
     _wait_remote(harness, events[0]["job_id"], harness.cancelled_states)
 
 
@@ -147,7 +147,7 @@ def test_on_kill_cancels_the_job(harness: Harness) -> None:
         await close_loop_sessions()
 
     asyncio.run(start_then_kill())
-    assert harness.count("POST", harness.cancel_path) == 1
+    assert harness.cancels() == 1
     _wait_remote(harness, trigger.job_id, harness.cancelled_states)
 
 
@@ -161,7 +161,7 @@ def test_on_kill_after_the_event_does_not_cancel(harness: Harness) -> None:
         await close_loop_sessions()
 
     asyncio.run(run_then_kill())
-    assert harness.count("POST", harness.cancel_path) == 0
+    assert harness.cancels() == 0
 
 
 def test_retry_reattaches_to_a_running_job(harness: Harness) -> None:

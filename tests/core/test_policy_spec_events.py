@@ -80,7 +80,6 @@ def test_spark_job_validates_and_round_trips() -> None:
     ("kwargs", "message"),
     [
         ({"application": ""}, "application is required"),
-        ({"application": "app.jar"}, "main_class is required"),
         ({"application": "a.py", "args": "--x 1"}, "list of strings"),
         ({"application": "a.py", "driver_memory": "lots"}, "size"),
         ({"application": "a.py", "executor_cores": 0}, "positive integer"),

@@ -159,3 +159,11 @@ def test_create_request_maps_the_portable_spec() -> None:
     jar = build_create_request(SparkJob("file:///a/x.jar", main_class="org.Main", args=["1"]), key="k",
                                settings=settings)
     assert jar["mainClass"] == "org.Main" and jar["appArgs"] == ["1"]
+
+
+def test_a_jar_without_main_class_is_refused_before_submitting() -> None:
+    from airflow_spark_async.core.errors import ConfigurationError
+
+    settings = StandaloneSettings("http://m:6066", "http://m:8080", "spark://m:7077")
+    with pytest.raises(ConfigurationError, match="main_class"):
+        build_create_request(SparkJob("file:///a/app.jar"), key="k", settings=settings)
