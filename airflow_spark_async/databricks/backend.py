@@ -1,0 +1,346 @@
+"""Databricks backend: runs of the Jobs API 2.2 (or 2.1) over pooled aiohttp sessions.
+
+* **Auth** comes from databricks-sdk (:class:`~airflow_spark_async.databricks.hook.SdkAuth`),
+  computed in a thread; a 401 rebuilds the credentials once, then fails as ``AuthError``.
+* **Submitting** sends the request of a :class:`DatabricksRun` with its idempotency token and
+  retries transient failures (``retry_limit`` times, ``retry_delay`` doubling, ``Retry-After``
+  honoured) — safe only *because* of the token: a resend after a lost answer gets the same run.
+* **Reattach** across tries is the core's ledger (the API cannot look a run up by token without
+  submitting); the token of an earlier try that may have submitted unrecorded is sent first.
+* **Coalesced polling**: one ``runs/list?active_only=true`` answers for every watched run still
+  active; only runs that left the active list are asked for with ``runs/get``.
+* **Failure explains itself**: the run's ``state_message`` and termination code, the per-task
+  states, and for each failed task ``runs/get-output``'s ``error`` and trimmed ``error_trace``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow_spark_async.core.backend import Backend, JobStatus
+from airflow_spark_async.core.errors import (
+    AuthError,
+    BackendError,
+    ConfigurationError,
+    JobNotFoundError,
+    RequestRejected,
+    ServerError,
+    TransientError,
+)
+from airflow_spark_async.core.http import get_session, request_json
+from airflow_spark_async.core.spec import SparkJob
+from airflow_spark_async.core.states import JobState
+from airflow_spark_async.databricks.hook import DatabricksSettings, SdkAuth
+from airflow_spark_async.databricks.request import RUN_NOW, DatabricksRun
+from airflow_spark_async.databricks.runs import Run, TaskRun, clean_text, merge_pages, trim
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+__all__ = ["OPTION_DEFAULTS", "DatabricksBackend"]
+
+log = logging.getLogger(__name__)
+
+#: backend options (JSON-safe, carried in trigger kwargs) and their defaults
+OPTION_DEFAULTS: dict[str, Any] = {"retry_limit": 3, "retry_delay": 1.0, "api_version": "2.2"}
+#: runs/list page size: the API's maximum
+LIST_PAGE_SIZE = 25
+#: characters of error traces kept in a failure's diagnostics (the exception shows the last 4000)
+TRACE_LIMIT = 3600
+#: tasks whose output is fetched for the task log at the end of a run (failed ones first)
+LOG_TASKS = 10
+_OUTPUT_CONCURRENCY = 8
+
+
+class DatabricksBackend(Backend):
+    """Runs on one Databricks workspace."""
+
+    name: ClassVar[str] = "databricks"
+    supports_find_by_key: ClassVar[bool] = False
+
+    def __init__(self, settings: DatabricksSettings, options: Mapping[str, Any] | None = None) -> None:
+        opts = {**OPTION_DEFAULTS, **(options or {})}
+        self.settings = settings
+        self.auth = SdkAuth(settings)
+        self.retry_limit: int = opts["retry_limit"]
+        self.retry_delay: float = float(opts["retry_delay"])
+        self.api = f"{settings.host}/api/{opts['api_version']}/jobs"
+        from airflow_spark_async import __version__
+
+        self._user_agent = f"airflow-spark-async/{__version__}"
+
+    @classmethod
+    async def from_connection(cls, conn: Connection, options: Mapping[str, Any]) -> DatabricksBackend:
+        cls.validate_options(options)
+        return cls(DatabricksSettings.from_connection(conn), options)
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> None:
+        unknown = sorted(set(options) - set(OPTION_DEFAULTS))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown Databricks backend option(s) {unknown}; known: {sorted(OPTION_DEFAULTS)}"
+            )
+        limit = options.get("retry_limit", 1)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"databricks_retry_limit must be an integer >= 1, got {limit!r}")
+        delay = options.get("retry_delay", 1.0)
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay > 0:
+            raise ConfigurationError(f"databricks_retry_delay must be a number of seconds > 0, got {delay!r}")
+        if options.get("api_version", "2.2") not in ("2.1", "2.2"):
+            raise ConfigurationError(f"api_version must be '2.1' or '2.2', got {options['api_version']!r}")
+
+    @property
+    def watch_key(self) -> str:
+        return self.settings.host
+
+    # -- transport -------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        retry: bool = False,
+    ) -> Any:
+        """One API call; with ``retry``, transient failures are retried ``retry_limit`` times.
+
+        Polls never retry here: the trigger's loop owns their back-off and error budget, and a
+        429 must reach the watcher so every trigger of the workspace slows down together.
+        """
+        attempts = self.retry_limit + 1 if retry else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._send(method, path, params=params, json_body=json_body)
+            except TransientError as exc:
+                if attempt >= attempts:
+                    raise
+                delay = max(self.retry_delay * 2 ** (attempt - 1), exc.retry_after or 0.0)
+                log.warning("Databricks %s %s failed (%s); retry %d/%d in %.1fs", method, path, exc, attempt,
+                            self.retry_limit, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send(self, method: str, path: str, *, params: Mapping[str, Any] | None, json_body: Any) -> Any:
+        session = get_session(self.settings.host)
+        query = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (params or {}).items()}
+        for refreshed in (False, True):
+            auth, generation = await self.auth.headers()
+            try:
+                return await request_json(session, method, f"{self.api}/{path}", params=query or None,
+                                          json_body=json_body, headers={**auth, "User-Agent": self._user_agent})
+            except AuthError as exc:
+                if exc.status != 401 or refreshed:
+                    raise
+                log.info("Databricks answered 401 to %s %s; refreshing the credentials once", method, path)
+                await self.auth.refresh(generation)
+            except RequestRejected as exc:
+                # The API answers 400 INVALID_PARAMETER_VALUE "Run <id> does not exist" for an unknown
+                # run (databricks-sdk remaps it the same way).
+                if "does not exist" in str(exc):
+                    raise JobNotFoundError(str(exc), status=exc.status) from exc
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- reading runs -----------------------------------------------------------------------
+
+    async def _run(self, run_id: str) -> Run:
+        if not str(run_id).isdigit():
+            raise JobNotFoundError(f"{run_id!r} is not a Databricks run id (run ids are integers)")
+        first = await self._call("GET", "runs/get", params={"run_id": run_id})
+        if not isinstance(first, Mapping):
+            raise ServerError(f"runs/get of {run_id} answered {str(first)[:200]!r}")
+        pages, token = [], first.get("next_page_token")
+        while token:
+            page = await self._call("GET", "runs/get", params={"run_id": run_id, "page_token": token})
+            pages.append(page)
+            token = page.get("next_page_token") if isinstance(page, Mapping) else None
+        return Run.parse(merge_pages(first, pages))
+
+    async def _output(self, run_id: str) -> Mapping[str, Any]:
+        out = await self._call("GET", "runs/get-output", params={"run_id": run_id}, retry=True)
+        return out if isinstance(out, Mapping) else {}
+
+    def _basic_status(self, run: Run) -> JobStatus:
+        """A status from what the run object itself says (no further requests)."""
+        state = run.state
+        message = state.explain() or None
+        if not state.is_terminal and state.queue_reason:
+            message = f"queued: {state.queue_reason}"
+        links = {"run_page_url": run.run_page_url} if run.run_page_url else {}
+        diagnostics = f"tasks: {run.task_summary()}" if len(run.tasks) > 1 else None
+        return JobStatus(run.run_id, state.job_state, state.label, message=message, diagnostics=diagnostics,
+                         links=links)
+
+    async def _failure_status(self, run: Run, status: JobStatus) -> JobStatus:
+        """Name every failed task with its own error (``runs/get-output``) and keep its trace.
+
+        The message carries the names, errors and per-task states (it heads the task's exception);
+        the traces go to ``diagnostics``, trimmed so that all of them fit in what the exception shows.
+        """
+        failed: list[TaskRun | None] = [*run.failed_tasks()] or ([] if run.tasks else [None])
+        outputs = await self._outputs([t.run_id if t else run.run_id for t in failed])
+        lines, traces = [], []
+        for task, out in zip(failed, outputs, strict=True):
+            error = clean_text(out.get("error")) or (task.state.explain() if task else "") or "no error reported"
+            name = f"task {task.task_key!r}" if task else "the run"
+            lines.append(f"{name} failed: {error}")
+            if trace := clean_text(out.get("error_trace")):
+                traces.append((f"--- {name} (run {task.run_id if task else run.run_id}) error trace ---", trace))
+        message = "; ".join([status.message or run.state.label, *lines])
+        if len(run.tasks) > 1:
+            message += f" (tasks: {run.task_summary()})"
+        limit = max(800, TRACE_LIMIT // max(1, len(traces)))
+        diagnostics = "\n".join(f"{title}\n{trim(trace, limit)}" for title, trace in traces) or None
+        return JobStatus(status.job_id, status.state, status.backend_state, message=message,
+                         diagnostics=diagnostics, links=status.links)
+
+    async def _outputs(self, run_ids: Sequence[str]) -> list[Mapping[str, Any]]:
+        """get-output of several task runs; one that fails to load must not hide the others."""
+        semaphore = asyncio.Semaphore(_OUTPUT_CONCURRENCY)
+
+        async def one(run_id: str) -> Mapping[str, Any]:
+            async with semaphore:
+                try:
+                    return await self._output(run_id)
+                except BackendError as exc:
+                    log.warning("Could not read the output of run %s: %s", run_id, exc)
+                    return {}
+
+        return list(await asyncio.gather(*(one(r) for r in run_ids)))
+
+    # -- the Backend protocol ------------------------------------------------------------------
+
+    async def submit(self, job: SparkJob, *, key: str) -> JobStatus:
+        if not isinstance(job, DatabricksRun):
+            raise ConfigurationError(
+                "the Databricks backend submits DatabricksRun requests; run a SparkJob with "
+                "DatabricksSubmitRunOperator(job=..., new_cluster=...)"
+            )
+        body = dict(job.body)
+        body.setdefault("idempotency_token", key)
+        if job.endpoint == RUN_NOW and "job_name" in body:
+            body["job_id"] = await self.find_job_id(str(body.pop("job_name")))
+        if job.endpoint == RUN_NOW and job.cancel_previous_runs:
+            log.info("Cancelling the active runs of job %s first (cancel_previous_runs)", body["job_id"])
+            await self._call("POST", "runs/cancel-all", json_body={"job_id": body["job_id"]}, retry=True)
+        tokens = list(dict.fromkeys(t for t in (job.earlier_token, body["idempotency_token"]) if t))
+        for token in tokens:
+            answer = await self._call("POST", job.endpoint, json_body={**body, "idempotency_token": token}, retry=True)
+            if not isinstance(answer, Mapping) or answer.get("run_id") is None:
+                raise ServerError(f"{job.endpoint} answered without a run_id: {str(answer)[:200]!r}")
+            status = self._basic_status(await self._run(str(answer["run_id"])))
+            if status.is_terminal and token != tokens[-1]:
+                log.info("Run %s of an earlier try already ended %s; starting a new run", status.job_id,
+                         status.backend_state)
+                continue
+            return status
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def status(self, job_id: str) -> JobStatus:
+        run = await self._run(job_id)
+        status = self._basic_status(run)
+        if status.is_terminal and (status.state is not JobState.SUCCEEDED or run.failed_tasks()):
+            status = await self._failure_status(run, status)
+        return status
+
+    async def status_many(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:
+        """Every watched run still on the workspace's active list, from ``runs/list``.
+
+        Runs not found are asked for one by one by the watcher: they finished (and need
+        ``runs/get`` for their outcome) or are not among the first pages. Paging stops once every
+        run was found, or after ``len(job_ids) // 2 + 1`` pages, so listing never costs more than
+        about half the requests per-run polling would.
+        """
+        wanted = {str(j) for j in job_ids}
+        found: dict[str, JobStatus] = {}
+        params: dict[str, Any] = {"active_only": True, "limit": LIST_PAGE_SIZE}
+        for _page in range(len(wanted) // 2 + 1):
+            answer = await self._call("GET", "runs/list", params=params)
+            if not isinstance(answer, Mapping):
+                raise ServerError(f"runs/list answered {str(answer)[:200]!r}")
+            for obj in answer.get("runs") or ():
+                if isinstance(obj, Mapping) and str(obj.get("run_id")) in wanted:
+                    status = self._basic_status(Run.parse(obj))
+                    found[status.job_id] = status
+            token = answer.get("next_page_token")
+            if len(found) == len(wanted) or not answer.get("has_more") or not token:
+                break
+            params["page_token"] = token
+        return found
+
+    async def cancel(self, job_id: str) -> None:
+        """``runs/cancel``; cancelling is asynchronous (TERMINATING, then TERMINATED/CANCELED)."""
+        if not str(job_id).isdigit():
+            return
+        try:
+            await self._call("POST", "runs/cancel", json_body={"run_id": int(job_id)}, retry=True)
+        except JobNotFoundError:
+            log.info("Run %s no longer exists; nothing to cancel", job_id)
+
+    async def logs(self, job_id: str, *, tail_lines: int) -> str | None:
+        """Per task: its state, ``error`` and trimmed ``error_trace``, the notebook's exit value and
+        the tail of stdout/stderr that ``runs/get-output`` returns for python, jar and wheel tasks."""
+        run = await self._run(job_id)
+        tasks: list[TaskRun | None] = list(run.latest_tasks()) or [None]
+        tasks.sort(key=lambda t: 0 if t and t.state.job_state is JobState.FAILED else 1)
+        shown = tasks[:LOG_TASKS]
+        outputs = await self._outputs([t.run_id if t else run.run_id for t in shown])
+        parts = []
+        for task, out in zip(shown, outputs, strict=True):
+            name = f"task {task.task_key} (run {task.run_id})" if task else f"run {run.run_id}"
+            label = task.state.label if task else run.state.label
+            lines = [f"----- {name}: {label} -----"]
+            if error := clean_text(out.get("error")):
+                lines.append(f"error: {error}")
+            if trace := clean_text(out.get("error_trace")):
+                lines.append(trim(trace, TRACE_LIMIT))
+            if result := clean_text((out.get("notebook_output") or {}).get("result")):
+                lines.append(f"notebook result: {trim(result, 1000)}")
+            if text := clean_text(out.get("logs")):
+                lines.append("\n".join(text.splitlines()[-tail_lines:]))
+                if out.get("logs_truncated"):
+                    lines.append("(Databricks truncated these logs; the run page has all of them)")
+            parts.append("\n".join(lines))
+        if len(tasks) > len(shown):
+            parts.append(f"… and {len(tasks) - len(shown)} more tasks: see {run.run_page_url or 'the run page'}")
+        return "\n".join(parts) or None
+
+    # -- beyond the protocol ----------------------------------------------------------------
+
+    async def notebook_outputs(self, job_id: str) -> dict[str, str]:
+        """``dbutils.notebook.exit`` values of the run's successful notebook tasks, by task key."""
+        run = await self._run(job_id)
+        tasks = [t for t in run.latest_tasks() if t.kind == "notebook_task" and t.state.job_state is JobState.SUCCEEDED]
+        outputs = await self._outputs([t.run_id for t in tasks])
+        results = {}
+        for task, out in zip(tasks, outputs, strict=True):
+            notebook = out.get("notebook_output") or {}
+            if "result" in notebook:
+                results[task.task_key] = str(notebook["result"])
+                if notebook.get("truncated"):
+                    log.warning("The notebook result of task %s was truncated by Databricks (5 MB limit)",
+                                task.task_key)
+        return results
+
+    async def find_job_id(self, name: str) -> int:
+        """The id of the one job named ``name`` (``jobs/list?name=`` matches exactly, ignoring case)."""
+        ids: list[int] = []
+        params: dict[str, Any] = {"name": name, "limit": 100}
+        while True:
+            answer = await self._call("GET", "list", params=params, retry=True)
+            ids += [int(j["job_id"]) for j in (answer or {}).get("jobs") or () if j.get("job_id") is not None]
+            token = (answer or {}).get("next_page_token")
+            if not (answer or {}).get("has_more") or not token:
+                break
+            params["page_token"] = token
+        if not ids:
+            raise ConfigurationError(f"Job ID for job name {name!r} can not be found")
+        if len(ids) > 1:
+            raise ConfigurationError(f"There are more than one job with name {name!r} ({sorted(ids)}); use job_id")
+        return ids[0]
