@@ -933,6 +933,30 @@ class AirflowStack:
             reached, timeout=timeout, description=f"{dag_id}/{run_id}/{task_id}[{map_index}] in {wanted}"
         )
 
+    def wait_for_trigger_to_run(
+        self, dag_id: str, run_id: str, task_id: str, marker: str, *, timeout: float = 45.0
+    ) -> None:
+        """Wait until the task's trigger runs in a triggerer, i.e. ``marker`` shows in the task log.
+
+        A test that acts on a deferred task (mark failed) must first know that a triggerer runs its
+        trigger: Airflow only calls ``on_kill`` on a running trigger. With Airflow 3.3.2 on SQLite a
+        trigger created right after a batch of others finished was seen, under load, never to be
+        started by the live triggerer (docs/development.md). Then the triggerer is restarted once —
+        a fresh one picks the trigger up — and the wait starts again.
+        """
+
+        def running() -> bool:
+            return marker in self.task_log(dag_id, run_id, task_id)
+
+        try:
+            self.wait_until(running, timeout=timeout, description=f"trigger of {task_id} running")
+            return
+        except AirflowStackError:
+            pass
+        self.stop_component("triggerer")
+        self.start_triggerer()
+        self.wait_until(running, timeout=2 * timeout, description=f"trigger of {task_id} running after restart")
+
     def set_task_state(
         self, dag_id: str, run_id: str, task_id: str, new_state: str, *, map_index: int = -1
     ) -> list[dict[str, Any]]:

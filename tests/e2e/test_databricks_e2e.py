@@ -141,10 +141,7 @@ def test_c_marking_a_deferred_task_failed_cancels_its_run(stack: AirflowStack, s
     # Wait until a triggerer runs the trigger (its first poll is logged): a task marked failed before
     # any triggerer picked its trigger up has no trigger whose on_kill could cancel — an Airflow gap,
     # see docs/databricks.md.
-    deadline = time.monotonic() + 60
-    while f"Job {databricks_run} is RUNNING" not in stack.task_log(dag_id, run_id, "long"):
-        assert time.monotonic() < deadline, "no triggerer picked the trigger up"
-        time.sleep(1)
+    stack.wait_for_trigger_to_run(dag_id, run_id, "long", f"Job {databricks_run} is ")
     stack.mark_task_failed(dag_id, run_id, "long")
     deadline = time.monotonic() + 60
     while (state := server.life_cycle(databricks_run)) != "CANCELED":

@@ -144,7 +144,7 @@ def test_marking_the_deferred_task_failed_deletes_its_batch(stack: AirflowStack,
     stack.trigger_dag(DAG_ID, run_id=run_id, conf={"n": N, "hold_seconds": 600})
     stack.wait_for_task_state(DAG_ID, run_id, TASK_ID, "deferred", timeout=120, fail_on=("failed",))
     batch = wait_batch(stack, livy, run_id, "running")
-    time.sleep(6)  # let the trigger poll at least once (>= 5 s, see the module docstring)
+    stack.wait_for_trigger_to_run(DAG_ID, run_id, TASK_ID, f"Job {batch['id']} is ")
 
     marked = time.monotonic()
     stack.mark_task_failed(DAG_ID, run_id, TASK_ID)

@@ -128,9 +128,7 @@ def test_c_marking_a_deferred_task_failed_kills_its_driver(stack: AirflowStack, 
     stack.trigger_dag(dag_id, run_id=run_id, conf={"n": 5000, "hold_seconds": 240})
     stack.wait_for_task_state(dag_id, run_id, "sum_of_squares", "deferred", timeout=120)
     driver = _job_id(stack, dag_id, run_id, "sum_of_squares")
-    deadline = time.monotonic() + 60
-    while _driver_state(spark_cluster, driver) != "RUNNING" and time.monotonic() < deadline:
-        time.sleep(1)
+    stack.wait_for_trigger_to_run(dag_id, run_id, "sum_of_squares", f"Job {driver} is ")
     stack.mark_task_failed(dag_id, run_id, "sum_of_squares")
     deadline = time.monotonic() + 90
     while (state := _driver_state(spark_cluster, driver)) != "KILLED":
