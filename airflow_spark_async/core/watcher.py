@@ -133,6 +133,11 @@ class Watcher:
                 listed = await self.backend.status_many(job_ids)
             except asyncio.CancelledError:
                 raise
+            except RateLimitedError as exc:
+                # The endpoint said "slow down": asking every job one by one now would be N more
+                # requests at the worst moment. Every trigger of this batch backs off instead.
+                self._note(exc)
+                return dict.fromkeys(job_ids, exc)
             except Exception as exc:  # the fallback below answers; the cause is worth a line
                 self._note(exc)
                 log.info("listing %d jobs on %s failed (%s); asking one by one", len(job_ids), self.backend.name, exc)

@@ -95,6 +95,15 @@ async def test_a_failing_list_falls_back_to_one_request_per_job() -> None:
     assert sorted(backend.calls) == ["list:2", "status:a", "status:b"]
 
 
+async def test_a_rate_limited_list_is_not_followed_by_one_request_per_job() -> None:
+    backend = DictBackend()
+    backend.states = {"a": JobState.RUNNING, "b": JobState.RUNNING}
+    backend.list_failures = [RateLimitedError("429", retry_after=0.1)]
+    answers = await _ask_all(Watcher(backend), ["a", "b"])
+    assert all(isinstance(a, RateLimitedError) for a in answers)
+    assert backend.calls == ["list:2"]
+
+
 async def test_unknown_and_unlisted_jobs_get_their_own_error() -> None:
     backend = DictBackend()
     backend.states = {"a": JobState.RUNNING}

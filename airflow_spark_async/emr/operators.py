@@ -1,0 +1,639 @@
+"""Deferrable EMR operators: core-style ones, and twins of the official amazon provider's.
+
+Two families share one implementation:
+
+* :class:`EmrStepsOperator` and :class:`EmrServerlessJobOperator` behave like every operator of
+  this package — they always wait for the job (``deferrable`` chooses triggerer or worker) and
+  return the job id — and take a portable :class:`SparkJob` or the raw AWS request.
+* :class:`EmrAddStepsOperator`, :class:`EmrServerlessStartJobOperator`,
+  :class:`EmrCreateJobFlowOperator` and :class:`EmrTerminateJobFlowOperator` take the official
+  operators' arguments, wait when they would, and return what they return, so a DAG written for
+  ``airflow.providers.amazon.aws.operators.emr`` runs with only its imports changed (docs/emr.md
+  lists the few differences).
+
+What changes underneath, for both:
+
+* **The worker is free while AWS works** (``deferrable=True``): the core's trigger watches from
+  the triggerer, coalescing the polls of every step of a cluster into ``ListSteps`` calls.
+* **Nothing is submitted twice.** A retry finds the steps / job run / cluster of its earlier try
+  (by the key in the step or run name, or the core's key ledger for clusters) and watches it.
+* **Nothing is left running.** Killing, marking failed, clearing or timing out the task cancels
+  what it started: ``CancelSteps`` (``SEND_INTERRUPT``) for steps, ``CancelJobRun`` for
+  Serverless, ``TerminateJobFlows`` for a cluster it created.
+* **Failure explains itself**: the step's ``FailureDetails`` or the run's ``stateDetails``, the
+  cluster's state-change reason, and the log tail from S3 when it is there.
+
+For the twins, ``waiter_delay`` is the poll interval, and ``waiter_delay * waiter_max_attempts``,
+when given, the deadline after which the job is cancelled (the official triggers give up at that
+point but leave the job running).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator
+
+from airflow_spark_async.core.connections import load_connection
+from airflow_spark_async.core.errors import ConfigurationError
+from airflow_spark_async.core.events import EventStatus, JobEvent
+from airflow_spark_async.core.links import push_links
+from airflow_spark_async.core.operator import SparkJobFailed, SparkJobOperator, default_deferrable, seconds
+from airflow_spark_async.core.spec import SparkJob
+from airflow_spark_async.core.sync import run_sync
+from airflow_spark_async.core.watcher import get_backend
+from airflow_spark_async.emr.clusters import EmrClusterBackend, JobFlowRequest, cluster_id_by_name, cluster_links
+from airflow_spark_async.emr.ids import JobRunRef, StepsRef
+from airflow_spark_async.emr.links import (
+    EmrClusterLink,
+    EmrLogsLink,
+    EmrServerlessDashboardLink,
+    EmrServerlessLogsLink,
+)
+from airflow_spark_async.emr.serverless import JobRunRequest
+from airflow_spark_async.emr.spark import check_step_options, spark_step, spark_submit_driver
+from airflow_spark_async.emr.steps import StepsRequest
+from airflow_spark_async.emr.triggers import EmrClusterTrigger, EmrServerlessJobTrigger, EmrStepsTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = [
+    "AwsArgs",
+    "EmrAddStepsOperator",
+    "EmrCreateJobFlowOperator",
+    "EmrServerlessJobOperator",
+    "EmrServerlessStartJobOperator",
+    "EmrStepsOperator",
+    "EmrTerminateJobFlowOperator",
+    "WaitPolicy",
+]
+
+AWS_TEMPLATE_FIELDS = ("conn_id", "region_name", "verify")
+
+
+class WaitPolicy:
+    """The official ``WaitPolicy`` values (it is a ``str`` enum there, so either form works)."""
+
+    WAIT_FOR_COMPLETION = "wait_for_completion"
+    WAIT_FOR_STEPS_COMPLETION = "wait_for_steps_completion"
+
+
+#: cluster states that end EmrCreateJobFlowOperator's wait, per policy (the official waiters'
+#: success states; TERMINATED after ALL_STEPS_COMPLETED counts as success by itself)
+WAIT_POLICY_STATES: dict[str, tuple[str, ...]] = {
+    WaitPolicy.WAIT_FOR_COMPLETION: ("WAITING", "RUNNING"),
+    WaitPolicy.WAIT_FOR_STEPS_COMPLETION: ("TERMINATED",),
+}
+
+
+def _no_openlineage(value: bool) -> None:
+    if value:
+        raise ConfigurationError(
+            "openlineage_inject_parent_job_info / openlineage_inject_transport_info are not supported by "
+            "airflow-spark-async's EMR operators; remove them (or set spark.openlineage.* in the job's conf)"
+        )
+
+
+class AwsArgs:
+    """The official AWS arguments: ``aws_conn_id``, ``region_name``, ``verify``, ``botocore_config``.
+
+    ``aws_conn_id`` is the core's ``conn_id``. Region, TLS and botocore settings become backend
+    options, so they reach the trigger (and the worker that resumes the task) with the job id;
+    ``backend_options`` is computed from the rendered attributes whenever it is read.
+    """
+
+    conn_id: str
+    region_name: str | None
+    verify: bool | str | None
+    botocore_config: dict[str, Any] | None
+
+    @staticmethod
+    def _conn_id(aws_conn_id: str | None, conn_id: str | None) -> str:
+        if conn_id:
+            return conn_id
+        if aws_conn_id is None:
+            raise ConfigurationError(
+                "aws_conn_id=None (boto3's default credentials without an Airflow connection) is not supported: "
+                "create an 'aws' connection without login and password instead — it uses the same default chain"
+            )
+        return aws_conn_id
+
+    def _set_aws(self, region_name: str | None, verify: bool | str | None,
+                 botocore_config: Mapping[str, Any] | None) -> None:
+        self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = dict(botocore_config) if botocore_config else None
+
+    @property
+    def aws_conn_id(self) -> str:
+        return self.conn_id
+
+    @property
+    def backend_options(self) -> dict[str, Any]:
+        options = dict(getattr(self, "_user_backend_options", {}))
+        for name in ("region_name", "verify", "botocore_config"):
+            if (value := getattr(self, name, None)) is not None:
+                options[name] = value
+        options.update(self._watch_options())
+        return options
+
+    @backend_options.setter
+    def backend_options(self, value: Mapping[str, Any] | None) -> None:
+        self._user_backend_options = dict(value or {})
+
+    def _watch_options(self) -> dict[str, Any]:
+        """Backend options of this task beyond the AWS ones (cluster, application, stop states)."""
+        return {}
+
+
+def _waiter(poll_interval: float | None, waiter_delay: float | None, waiter_max_attempts: int | None,
+            job_timeout: timedelta | float | None, default_delay: float) -> tuple[float, timedelta | float | None]:
+    """(poll interval, job timeout) from our arguments or the official waiter ones."""
+    interval = poll_interval if poll_interval is not None else (waiter_delay if waiter_delay is not None
+                                                                else default_delay)
+    if job_timeout is None and waiter_max_attempts is not None:
+        if isinstance(waiter_max_attempts, bool) or not isinstance(waiter_max_attempts, int) or waiter_max_attempts < 1:
+            raise ConfigurationError(f"waiter_max_attempts must be an integer >= 1, got {waiter_max_attempts!r}")
+        job_timeout = float(interval) * waiter_max_attempts
+    return interval, job_timeout
+
+
+class _EmrJobOperator(AwsArgs, SparkJobOperator):
+    """The core operator with the AWS arguments. Like every core operator it waits for the job
+    (``deferrable`` chooses where) and returns the job id; the official twins below override
+    :attr:`waits` and :meth:`result` to behave as the amazon provider's operators do."""
+
+    default_conn_id: ClassVar[str] = "aws_default"
+    ui_color = "#f9c915"
+
+    @property
+    def waits(self) -> bool:
+        """Whether the task waits for the job (the official operators make it optional)."""
+        return True
+
+    def result(self, job_id: str) -> Any:
+        """The task's return value (XCom) for a job id."""
+        return job_id
+
+    def _wait(self, context: Context, job_id: str, deadline: float | None) -> Any:
+        if self.waits:
+            return super()._wait(context, job_id, deadline)
+        self._finish(context)
+        return self.result(job_id)
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
+        return self.result(super().execute_complete(context, event))
+
+
+class EmrStepsOperator(_EmrJobOperator):
+    """Add steps to an EMR cluster — a :class:`SparkJob` run with spark-submit, or raw steps —
+    and wait (deferred) until every one of them ended; returns the job id
+    (``j-CLUSTER:s-STEP,…``). :class:`EmrAddStepsOperator` is the same with the official
+    operator's waiting rules and return value.
+
+    :param job_flow_id: the cluster; or ``job_flow_name`` (+ ``cluster_states``) to look it up.
+    :param steps: ``AddJobFlowSteps`` StepConfigs (a list, a JSON/Python string, or a ``.json``
+        file), or
+    :param job: a :class:`SparkJob` run with spark-submit through command-runner.jar.
+    :param execution_role_arn: the steps' runtime role.
+    :param action_on_failure: the step's ``ActionOnFailure`` for ``job`` (default ``CONTINUE``:
+        a failing job does not take a shared cluster down).
+    :param deploy_mode: ``cluster`` (default; the driver runs in YARN) or ``client``.
+    :param aws_conn_id: the Airflow ``aws`` connection (``conn_id`` is an alias);
+        ``region_name``, ``verify``, ``botocore_config`` override it.
+    :param poll_interval: seconds between polls (default 30).
+
+    See :class:`~airflow_spark_async.core.operator.SparkJobOperator` for ``job_timeout``,
+    ``deferrable``, ``poll_policy``, ``reattach`` and ``log_tail_lines``.
+    """
+
+    trigger_class = EmrStepsTrigger
+    link_classes = (EmrClusterLink, EmrLogsLink)
+    operator_extra_links = (EmrClusterLink(), EmrLogsLink())
+    template_fields: Sequence[str] = (
+        "job", "job_flow_id", "job_flow_name", "cluster_states", "steps", "execution_role_arn", *AWS_TEMPLATE_FIELDS,
+    )
+    template_ext: Sequence[str] = (".json",)
+    template_fields_renderers = {"steps": "json"}
+
+    def __init__(
+        self,
+        *,
+        job_flow_id: str | None = None,
+        job_flow_name: str | None = None,
+        cluster_states: list[str] | None = None,
+        steps: list[dict[str, Any]] | str | None = None,
+        job: SparkJob | Mapping[str, Any] | None = None,
+        execution_role_arn: str | None = None,
+        action_on_failure: str = "CONTINUE",
+        deploy_mode: str = "cluster",
+        aws_conn_id: str | None = "aws_default",
+        conn_id: str | None = None,
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+        poll_interval: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
+        if (job_flow_id is None) == (job_flow_name is None):
+            raise ConfigurationError(f"{type(self).__name__}: give exactly one of job_flow_id and job_flow_name")
+        if (job is None) == (not steps):
+            raise ConfigurationError(f"{type(self).__name__}: give either steps (raw StepConfigs) or job (a SparkJob)")
+        check_step_options(action_on_failure=action_on_failure, deploy_mode=deploy_mode)
+        self._cluster_id: str | None = None  # resolved in execute (job_flow_name needs the API)
+        self._set_aws(region_name, verify, botocore_config)
+        super().__init__(job=job, conn_id=self._conn_id(aws_conn_id, conn_id), poll_interval=poll_interval,
+                         **kwargs)
+        self.job_flow_id = job_flow_id
+        self.job_flow_name = job_flow_name
+        self.cluster_states = cluster_states or []
+        self.steps = steps or []
+        self.execution_role_arn = execution_role_arn
+        self.action_on_failure = action_on_failure
+        self.deploy_mode = deploy_mode
+
+    def _watch_options(self) -> dict[str, Any]:
+        return {"cluster_id": self._cluster_id} if self._cluster_id else {}
+
+    def execute(self, context: Context) -> Any:
+        self._connection()  # a missing connection fails here, before anything is sent
+        self._cluster_id = self.job_flow_id or run_sync(self._cluster_by_name)
+        if self.do_xcom_push:
+            context["ti"].xcom_push(key="job_flow_id", value=self._cluster_id)
+        return super().execute(context)
+
+    async def _cluster_by_name(self) -> str:
+        backend = await self._backend()
+        return await cluster_id_by_name(backend, str(self.job_flow_name), self.cluster_states)  # type: ignore[arg-type]
+
+    def build_job(self, context: Context) -> StepsRequest:  # type: ignore[override]
+        if self.job is not None:
+            steps: list[Mapping[str, Any]] = [
+                spark_step(super().build_job(context), action_on_failure=self.action_on_failure,
+                           deploy_mode=self.deploy_mode)
+            ]
+        else:
+            steps = _parse_steps(self.steps)
+        return StepsRequest(self._cluster_id, tuple(steps), self.execution_role_arn or None)
+
+
+class EmrAddStepsOperator(EmrStepsOperator):
+    """Drop-in twin of the official ``EmrAddStepsOperator``: its arguments, its waiting rules
+    (wait when ``deferrable`` or ``wait_for_completion``) and its return value (the step ids),
+    on top of :class:`EmrStepsOperator` — so ``job=SparkJob(...)`` works here too.
+
+    ``waiter_delay`` is the poll interval (default 30); ``waiter_delay * waiter_max_attempts``,
+    when ``waiter_max_attempts`` is given, is the deadline after which the steps are cancelled.
+    The step sensor of an official DAG keeps working: a step that already ended satisfies it.
+    """
+
+    def __init__(
+        self,
+        *,
+        wait_for_completion: bool = False,
+        waiter_delay: int | None = None,
+        waiter_max_attempts: int | None = None,
+        poll_interval: float | None = None,
+        job_timeout: timedelta | float | None = None,
+        openlineage_inject_parent_job_info: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        _no_openlineage(openlineage_inject_parent_job_info)
+        interval, timeout = _waiter(poll_interval, waiter_delay, waiter_max_attempts, job_timeout, 30.0)
+        super().__init__(poll_interval=interval, job_timeout=timeout, **kwargs)
+        self.wait_for_completion = wait_for_completion
+
+    @property
+    def waits(self) -> bool:
+        return bool(self.deferrable or self.wait_for_completion)
+
+    def result(self, job_id: str) -> list[str]:
+        return list(StepsRef.parse(job_id).step_ids)
+
+
+def _parse_steps(steps: Any) -> list[Mapping[str, Any]]:
+    """Steps as given: a list, or a string holding one (JSON, or a Python literal as the official
+    operator reads it — from XCom or a rendered ``.json`` file)."""
+    if isinstance(steps, str):
+        try:
+            steps = json.loads(steps)
+        except ValueError:
+            try:
+                steps = ast.literal_eval(steps)
+            except (ValueError, SyntaxError) as exc:
+                raise ConfigurationError(f"steps is a string that is neither JSON nor a Python list: {exc}") from exc
+    if isinstance(steps, Mapping):
+        steps = [steps]
+    if not isinstance(steps, list) or not steps or not all(isinstance(s, Mapping) for s in steps):
+        raise ConfigurationError(f"steps must be a non-empty list of StepConfig dicts, got {type(steps).__name__}")
+    for step in steps:
+        if not isinstance(step.get("HadoopJarStep"), Mapping) or not step["HadoopJarStep"].get("Jar"):
+            raise ConfigurationError(f"step {step.get('Name')!r} has no HadoopJarStep.Jar")
+    return list(steps)
+
+
+class EmrCreateJobFlowOperator(_EmrJobOperator):
+    """Create an EMR cluster and, when asked, wait (deferred) until it is ready.
+
+    The official arguments: ``emr_conn_id`` (its extra is the base ``RunJobFlow`` request; a
+    missing connection means an empty one), ``job_flow_overrides``, ``wait_for_completion`` /
+    ``wait_policy`` (``wait_for_completion``: until ``WAITING``/``RUNNING``;
+    ``wait_for_steps_completion``: until ``TERMINATED``), ``waiter_delay``,
+    ``waiter_max_attempts``, ``deferrable``, ``terminate_job_flow_on_failure``, and the AWS ones.
+    Returns the cluster id.
+
+    Killing the task, or its deadline passing, terminates the cluster (as the official
+    ``on_kill`` does). A retry reattaches to the cluster of an earlier try that still runs.
+    """
+
+    trigger_class = EmrClusterTrigger
+    link_classes = (EmrClusterLink, EmrLogsLink)
+    operator_extra_links = (EmrClusterLink(), EmrLogsLink())
+    template_fields: Sequence[str] = ("job_flow_overrides", "emr_conn_id", *AWS_TEMPLATE_FIELDS)
+    template_ext: Sequence[str] = (".json",)
+    template_fields_renderers = {"job_flow_overrides": "json"}
+
+    def __init__(
+        self,
+        *,
+        emr_conn_id: str | None = "emr_default",
+        job_flow_overrides: str | dict[str, Any] | None = None,
+        wait_for_completion: bool | None = None,
+        wait_policy: str | None = None,
+        waiter_max_attempts: int | None = None,
+        waiter_delay: int | None = None,
+        terminate_job_flow_on_failure: bool = True,
+        aws_conn_id: str | None = "aws_default",
+        conn_id: str | None = None,
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+        poll_interval: float | None = None,
+        job_timeout: timedelta | float | None = None,
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        policy = str(getattr(wait_policy, "value", wait_policy)) if wait_policy is not None else None
+        if policy is None and wait_for_completion:
+            policy = WaitPolicy.WAIT_FOR_COMPLETION
+        if policy is not None and policy not in WAIT_POLICY_STATES:
+            raise ConfigurationError(f"wait_policy must be one of {sorted(WAIT_POLICY_STATES)}, got {wait_policy!r}")
+        self.wait_policy = policy
+        self._set_aws(region_name, verify, botocore_config)
+        interval, timeout = _waiter(poll_interval, waiter_delay, waiter_max_attempts, job_timeout, 60.0)
+        super().__init__(conn_id=self._conn_id(aws_conn_id, conn_id), poll_interval=interval, job_timeout=timeout,
+                         deferrable=deferrable, **kwargs)
+        self.emr_conn_id = emr_conn_id
+        self.job_flow_overrides = job_flow_overrides or {}
+        self.wait_for_completion = policy is not None
+        self.terminate_job_flow_on_failure = terminate_job_flow_on_failure
+
+    @property
+    def waits(self) -> bool:
+        return self.wait_policy is not None
+
+    def _watch_options(self) -> dict[str, Any]:
+        return {"stop_states": list(WAIT_POLICY_STATES[self.wait_policy])} if self.wait_policy else {}
+
+    def build_job(self, context: Context) -> JobFlowRequest:  # type: ignore[override]
+        config: dict[str, Any] = {}
+        if self.emr_conn_id:
+            try:
+                config = dict(load_connection(self.emr_conn_id).extra_dejson or {})
+            except ConfigurationError:
+                self.log.info("EMR connection %r not found: the cluster is built from job_flow_overrides alone",
+                              self.emr_conn_id)
+        overrides = self.job_flow_overrides
+        if isinstance(overrides, str):
+            overrides = _parse_mapping(overrides, "job_flow_overrides")
+        config.update(overrides)
+        if not config.get("Name"):
+            raise ConfigurationError("job_flow_overrides (or the EMR connection's extra) must name the cluster: Name")
+        return JobFlowRequest(config)
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
+        try:
+            return super().execute_complete(context, event)
+        except SparkJobFailed:
+            ev = JobEvent.from_payload(event)
+            ended = ev.backend_state in ("TERMINATED", "TERMINATED_WITH_ERRORS")
+            if self.terminate_job_flow_on_failure and ev.status is not EventStatus.TIMEOUT and not ended:
+                self.log.warning("Terminating cluster %s after the failure", ev.job_id)
+                self._cancel(ev.job_id)
+            raise
+
+
+def _parse_mapping(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError) as exc:
+            raise ConfigurationError(f"{what} is a string that is neither JSON nor a Python dict: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{what} must be a dict, got {type(value).__name__}")
+    return value
+
+
+class EmrTerminateJobFlowOperator(AwsArgs, BaseOperator):
+    """Terminate an EMR cluster and, with ``deferrable=True``, wait in the triggerer until it has.
+
+    The official arguments: ``job_flow_id``, ``waiter_delay`` (60), ``waiter_max_attempts`` (20),
+    ``deferrable``, and the AWS ones. Use ``trigger_rule="all_done"`` so a failed step never
+    leaves the cluster running. A cluster that is already gone is not an error.
+    """
+
+    template_fields: Sequence[str] = ("job_flow_id", *AWS_TEMPLATE_FIELDS)
+    operator_extra_links = (EmrClusterLink(), EmrLogsLink())
+    ui_color = "#f9c915"
+
+    def __init__(
+        self,
+        *,
+        job_flow_id: str,
+        waiter_delay: int = 60,
+        waiter_max_attempts: int = 20,
+        deferrable: bool | None = None,
+        aws_conn_id: str | None = "aws_default",
+        conn_id: str | None = None,
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._set_aws(region_name, verify, botocore_config)
+        super().__init__(**kwargs)
+        self.conn_id = self._conn_id(aws_conn_id, conn_id)
+        self.job_flow_id = job_flow_id
+        self.poll_interval = seconds(waiter_delay, "waiter_delay")
+        _, timeout = _waiter(None, waiter_delay, waiter_max_attempts, None, 60.0)
+        self.wait_timeout = seconds(timeout, "waiter_delay * waiter_max_attempts")
+        self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
+        EmrClusterBackend.validate_options(self.backend_options)
+
+    def execute(self, context: Context) -> None:
+        conn = load_connection(self.conn_id)
+
+        async def terminate() -> dict[str, str]:
+            backend = await get_backend(EmrClusterBackend, self.conn_id, self.backend_options, conn=conn)
+            await backend.cancel(self.job_flow_id)
+            return cluster_links(backend, self.job_flow_id)  # type: ignore[arg-type]
+
+        links = run_sync(terminate)
+        push_links(context, (EmrClusterLink,), links)
+        self.log.info("Asked EMR to terminate cluster %s", self.job_flow_id)
+        if self.deferrable:
+            self.defer(
+                trigger=EmrClusterTrigger(
+                    conn_id=self.conn_id,
+                    job_id=self.job_flow_id,
+                    deadline=None if self.wait_timeout is None else time.time() + self.wait_timeout,
+                    policy={"interval": self.poll_interval},
+                    backend_options=self.backend_options,
+                    owns_job=False,
+                    stop_states=("TERMINATED",),
+                ),
+                method_name="execute_complete",
+            )
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> None:
+        ev = JobEvent.from_payload(event)
+        if ev.status is not EventStatus.SUCCESS:
+            raise SparkJobFailed(f"cluster {ev.job_id} did not terminate cleanly: {ev.backend_state or ev.status.value}"
+                                 f" {ev.message or ''}".rstrip())
+        self.log.info("Cluster %s terminated", ev.job_id)
+
+
+class EmrServerlessJobOperator(_EmrJobOperator):
+    """Start an EMR Serverless job run — a :class:`SparkJob` or a raw ``job_driver`` — and wait
+    (deferred) until it ends; killing the task cancels the run. Returns the job id
+    (``APPLICATION:JOBRUN``); :class:`EmrServerlessStartJobOperator` is the official twin.
+
+    :param application_id: the application; :param execution_role_arn: the run's role.
+    :param job_driver: a raw ``jobDriver``, or :param job: a :class:`SparkJob` (``sparkSubmit``).
+    :param configuration_overrides: ``configurationOverrides`` (with an S3 ``logUri`` the driver's
+        log tail reaches the task log).
+    :param client_request_token: the ``StartJobRun`` token (default: the task's key + a nonce).
+    :param config: further ``StartJobRun`` arguments (``tags``, ``executionTimeoutMinutes`` …).
+    :param name: the run's name (the key is appended; default ``dag.task``).
+    :param enable_application_ui_links: show the dashboard (Spark UI) link.
+    :param cancel_on_kill: ``False`` leaves the run alone when the task is killed.
+    """
+
+    trigger_class = EmrServerlessJobTrigger
+    link_classes = (EmrServerlessLogsLink,)
+    operator_extra_links = (EmrServerlessLogsLink(), EmrServerlessDashboardLink())
+    template_fields: Sequence[str] = (
+        "job", "application_id", "config", "execution_role_arn", "job_driver", "configuration_overrides", "name",
+        *AWS_TEMPLATE_FIELDS,
+    )
+    template_fields_renderers = {"config": "json", "configuration_overrides": "json", "job_driver": "json"}
+
+    def __init__(
+        self,
+        *,
+        application_id: str,
+        execution_role_arn: str,
+        job_driver: dict[str, Any] | None = None,
+        job: SparkJob | Mapping[str, Any] | None = None,
+        configuration_overrides: dict[str, Any] | None = None,
+        client_request_token: str = "",
+        config: dict[str, Any] | None = None,
+        name: str | None = None,
+        enable_application_ui_links: bool = False,
+        cancel_on_kill: bool = True,
+        aws_conn_id: str | None = "aws_default",
+        conn_id: str | None = None,
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+        poll_interval: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        if (job is None) == (job_driver is None):
+            raise ConfigurationError(f"{type(self).__name__}: give either job_driver or job (a SparkJob)")
+        self.application_id = application_id
+        self.execution_role_arn = execution_role_arn
+        self.cancel_on_kill = cancel_on_kill
+        self._set_aws(region_name, verify, botocore_config)
+        super().__init__(job=job, conn_id=self._conn_id(aws_conn_id, conn_id), poll_interval=poll_interval,
+                         **kwargs)
+        self.job_driver = job_driver
+        self.configuration_overrides = configuration_overrides
+        self.client_request_token = client_request_token
+        self.config = dict(config or {})
+        self.name = name
+        self.enable_application_ui_links = enable_application_ui_links
+
+    def _watch_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"application_id": self.application_id,
+                                   "execution_role_arn": self.execution_role_arn}
+        if not self.cancel_on_kill:
+            options["cancel_on_kill"] = False
+        return options
+
+    def build_job(self, context: Context) -> JobRunRequest:  # type: ignore[override]
+        extra = dict(self.config)
+        name = self.name or extra.pop("name", None)
+        if self.job is not None:
+            job = super().build_job(context)
+            driver: Mapping[str, Any] = spark_submit_driver(job)
+            name = name or job.name
+        else:
+            driver = self.job_driver or {}
+        ti = context["ti"]
+        return JobRunRequest(
+            application_id=self.application_id,
+            execution_role_arn=self.execution_role_arn,
+            job_driver=driver,
+            configuration_overrides=self.configuration_overrides,
+            name=name or f"{ti.dag_id}.{ti.task_id}",
+            client_token=self.client_request_token or None,
+            extra=extra,
+        )
+
+    def _wait(self, context: Context, job_id: str, deadline: float | None) -> Any:
+        if self.enable_application_ui_links:
+            ref = EmrServerlessDashboardLink.reference(self.conn_id, job_id, self.backend_options)
+            context["ti"].xcom_push(key=EmrServerlessDashboardLink().xcom_key, value=ref)
+        return super()._wait(context, job_id, deadline)
+
+
+class EmrServerlessStartJobOperator(EmrServerlessJobOperator):
+    """Drop-in twin of the official ``EmrServerlessStartJobOperator``: its arguments, its
+    waiting rule (``wait_for_completion``, default true) and its return value (the job run id).
+
+    ``waiter_delay`` is the poll interval (default 60); ``waiter_delay * waiter_max_attempts``,
+    when ``waiter_max_attempts`` is given, the deadline after which the run is cancelled.
+    """
+
+    def __init__(
+        self,
+        *,
+        wait_for_completion: bool = True,
+        waiter_max_attempts: int | None = None,
+        waiter_delay: int | None = None,
+        poll_interval: float | None = None,
+        job_timeout: timedelta | float | None = None,
+        openlineage_inject_parent_job_info: bool = False,
+        openlineage_inject_transport_info: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        _no_openlineage(openlineage_inject_parent_job_info or openlineage_inject_transport_info)
+        interval, timeout = _waiter(poll_interval, waiter_delay, waiter_max_attempts, job_timeout, 60.0)
+        super().__init__(poll_interval=interval, job_timeout=timeout, **kwargs)
+        self.wait_for_completion = wait_for_completion
+
+    @property
+    def waits(self) -> bool:
+        return bool(self.wait_for_completion)
+
+    def result(self, job_id: str) -> str:
+        return JobRunRef.parse(job_id).job_run_id

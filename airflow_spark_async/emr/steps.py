@@ -1,0 +1,421 @@
+"""Spark steps on EMR clusters: add them, watch them all, cancel them, find them again.
+
+One job is every step one task added (``j-CLUSTER:s-1,s-2``, see :mod:`.ids`). It has
+succeeded when every step completed, and ended badly when every step ended and one did not
+complete — the first failed step explains why. A task never ends while a step it added still
+runs: with ``ActionOnFailure=CONTINUE`` the later steps keep going after a failure, and
+leaving them behind a failed task would orphan them.
+
+**Polling is coalesced.** ``ListSteps`` takes up to 10 step ids, and its summaries carry the
+whole status (state, reason, ``FailureDetails``), so the statuses of every step of a cluster
+that the triggerer watches cost ``ceil(steps / 10)`` calls per cycle — whether the core's
+watcher asks through :meth:`EmrStepsBackend.status_many` or, after an error, job by job:
+:class:`_StepBatcher` merges concurrent questions into the same calls.
+
+**A terminated cluster is noticed.** Steps of a cluster that terminated cannot finish. EMR
+cancels them, but a poll that only lists steps would wait on a step left in ``RUNNING``
+forever, so every ``cluster_check_interval`` seconds (default 300) a cluster with unfinished
+watched steps is described once; if it has terminated, its unfinished steps end as
+``CLUSTER_TERMINATED`` with the cluster's reason.
+
+**Reattach by name.** ``AddJobFlowSteps`` has no client token, so each step's name carries the
+task's key and its place in the submission (``name [asa-… 2/3]``). A retry lists the cluster's
+unfinished steps; if one carries the key it rebuilds the whole submission (finished steps
+included, newest first) and watches it instead of adding the steps again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from airflow_spark_async.core.backend import JobStatus
+from airflow_spark_async.core.errors import (
+    BackendError,
+    ConfigurationError,
+    JobNotFoundError,
+    RequestRejected,
+    ServerError,
+)
+from airflow_spark_async.core.spec import SparkJob
+from airflow_spark_async.core.states import JobState
+from airflow_spark_async.emr.aws import AWS_OPTIONS, AwsClient
+from airflow_spark_async.emr.base import AwsBackend
+from airflow_spark_async.emr.clusters import cluster_links, describe_cluster
+from airflow_spark_async.emr.ids import StepsRef, parse_tag, strip_tag, tag_name
+from airflow_spark_async.emr.spark import spark_step
+
+__all__ = ["STEP_STATES", "EmrStepsBackend", "StepInfo", "StepsRequest"]
+
+log = logging.getLogger(__name__)
+
+STEP_STATES: dict[str, JobState] = {
+    "PENDING": JobState.PENDING,
+    "CANCEL_PENDING": JobState.RUNNING,
+    "RUNNING": JobState.RUNNING,
+    "COMPLETED": JobState.SUCCEEDED,
+    "CANCELLED": JobState.CANCELLED,
+    "FAILED": JobState.FAILED,
+    "INTERRUPTED": JobState.FAILED,
+    "CLUSTER_TERMINATED": JobState.FAILED,  # ours: the step's cluster ended under it
+}
+ACTIVE_STEP_STATES = ("PENDING", "CANCEL_PENDING", "RUNNING")
+#: ListSteps accepts at most this many StepIds
+LIST_STEPS_MAX_IDS = 10
+#: AddJobFlowSteps / CancelSteps accept at most this many steps
+MAX_STEPS = 256
+DEFAULT_CLUSTER_CHECK = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class StepInfo:
+    """One step's summary from ``ListSteps``, parsed at the edge."""
+
+    id: str
+    name: str
+    state: str
+    reason: str | None = None
+    failure_reason: str | None = None
+    failure_message: str | None = None
+    failure_log: str | None = None
+
+    @classmethod
+    def parse(cls, data: Any) -> StepInfo:
+        if not isinstance(data, Mapping) or not data.get("Id") or not isinstance(data.get("Status"), Mapping):
+            raise ServerError(f"EMR answered a step without Id or Status: {str(data)[:200]!r}")
+        status = data["Status"]
+        failure = status.get("FailureDetails") or {}
+        return cls(
+            id=str(data["Id"]),
+            name=str(data.get("Name") or ""),
+            state=str(status.get("State") or "UNKNOWN"),
+            reason=(status.get("StateChangeReason") or {}).get("Message") or None,
+            failure_reason=failure.get("Reason") or None,
+            failure_message=failure.get("Message") or None,
+            failure_log=failure.get("LogFile") or None,
+        )
+
+    @property
+    def job_state(self) -> JobState:
+        return STEP_STATES.get(self.state, JobState.PENDING)
+
+    def explain(self) -> str:
+        """One line saying what happened to the step, in EMR's own words."""
+        parts = [f"step {strip_tag(self.name)!r} ({self.id}) {self.state}"]
+        if self.failure_reason or self.failure_message:
+            parts.append(": ".join(p for p in (self.failure_reason, self.failure_message) if p))
+        if self.reason:
+            parts.append(self.reason)
+        if self.failure_log:
+            parts.append(f"log: {self.failure_log}")
+        return "; ".join(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepsRequest:
+    """What :class:`~airflow_spark_async.emr.operators.EmrAddStepsOperator` submits.
+
+    :param cluster_id: the cluster (``None``: the backend option ``cluster_id``).
+    :param steps: ``AddJobFlowSteps`` StepConfigs, as the official operator takes them.
+    :param execution_role_arn: the runtime role of the steps.
+    """
+
+    cluster_id: str | None
+    steps: tuple[Mapping[str, Any], ...]
+    execution_role_arn: str | None = None
+
+
+class _StepBatcher:
+    """Merges concurrent step-status questions about one cluster into ``ListSteps`` calls.
+
+    One per shared client: every backend instance and every trigger of the client feed it.
+    Questions arriving in the same loop iteration (the watcher's batch, or its one-by-one
+    fallback) are answered together, ten step ids per call.
+    """
+
+    def __init__(self, client: AwsClient) -> None:
+        self.client = client
+        self._pending: dict[str, dict[str, list[asyncio.Future[StepInfo | None]]]] = {}
+        self._flushing: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # the loop only keeps weak references to tasks
+        #: cluster id -> monotonic time it was last described (liveness checks)
+        self.checked: dict[str, float] = {}
+
+    async def steps(self, cluster_id: str, step_ids: Iterable[str]) -> dict[str, StepInfo | None]:
+        loop = asyncio.get_running_loop()
+        waiting = self._pending.setdefault(cluster_id, {})
+        futures: dict[str, asyncio.Future[StepInfo | None]] = {}
+        for step_id in step_ids:
+            futures[step_id] = future = loop.create_future()
+            waiting.setdefault(step_id, []).append(future)
+        if cluster_id not in self._flushing:
+            self._flushing.add(cluster_id)
+            task = loop.create_task(self._flush(cluster_id), name=f"emr-steps-{cluster_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        # gather, not one await after another: a failed chunk fails several futures at once, and
+        # gather marks every one of their exceptions as retrieved
+        return dict(zip(futures, await asyncio.gather(*futures.values()), strict=True))
+
+    async def _flush(self, cluster_id: str) -> None:
+        # A task starts one loop iteration after it was created, so every question asked in the
+        # iteration that created it (a gather of triggers or of the watcher's fallback) is here.
+        waiting = self._pending.pop(cluster_id, {})
+        self._flushing.discard(cluster_id)
+        ids = list(waiting)
+        chunks = [ids[i:i + LIST_STEPS_MAX_IDS] for i in range(0, len(ids), LIST_STEPS_MAX_IDS)]
+        results = await asyncio.gather(*(self._list(cluster_id, chunk) for chunk in chunks), return_exceptions=True)
+        for chunk, result in zip(chunks, results, strict=True):
+            for step_id in chunk:
+                for future in waiting[step_id]:
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result.get(step_id))
+
+    async def _list(self, cluster_id: str, step_ids: list[str]) -> dict[str, StepInfo]:
+        try:
+            answer = await self.client.call("list_steps", ClusterId=cluster_id, StepIds=step_ids)
+        except RequestRejected as exc:  # EMR: InvalidRequestException for a cluster it does not know
+            raise JobNotFoundError(f"EMR cannot list steps of cluster {cluster_id}: {exc}", status=exc.status) from exc
+        listed = answer.get("Steps")
+        if not isinstance(listed, list):
+            raise ServerError(f"EMR ListSteps of {cluster_id} answered without 'Steps'")
+        return {info.id: info for info in map(StepInfo.parse, listed)}
+
+
+class EmrStepsBackend(AwsBackend):
+    """Spark (or any) steps on EMR clusters; see the module docstring.
+
+    Backend options: ``region_name``, ``verify``, ``botocore_config`` (AWS), ``cluster_id``
+    (where to add steps and look for an earlier try's steps — set by the operator), and
+    ``cluster_check_interval`` (seconds between liveness checks of a cluster, default 300).
+    """
+
+    name: ClassVar[str] = "emr"
+    service: ClassVar[str] = "emr"
+    supports_find_by_key: ClassVar[bool] = True
+    options: ClassVar[frozenset[str]] = AWS_OPTIONS | {"cluster_id", "cluster_check_interval"}
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> None:
+        super().validate_options(options)
+        interval = options.get("cluster_check_interval")
+        if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float))
+                                     or interval <= 0):
+            raise ConfigurationError(f"cluster_check_interval must be a number of seconds > 0, got {interval!r}")
+
+    @property
+    def batcher(self) -> _StepBatcher:
+        batcher = self.client.shared.get("emr.steps")
+        if batcher is None:
+            batcher = self.client.shared["emr.steps"] = _StepBatcher(self.client)
+        return batcher  # type: ignore[no-any-return]
+
+    # -- submit and reattach ---------------------------------------------------------------
+
+    async def submit(self, job: SparkJob | StepsRequest, *, key: str) -> JobStatus:  # type: ignore[override]
+        request = job if isinstance(job, StepsRequest) else StepsRequest(None, (spark_step(job),))
+        cluster_id = request.cluster_id or self.option("cluster_id")
+        if not request.steps or len(request.steps) > MAX_STEPS:
+            raise ConfigurationError(f"give between 1 and {MAX_STEPS} steps, not {len(request.steps)}")
+        cluster = await describe_cluster(self, cluster_id)
+        if cluster.ended or cluster.state == "TERMINATING":
+            raise RequestRejected(f"cluster {cluster_id} is {cluster.state} ({cluster.reason or 'no reason given'}); "
+                                  "steps cannot be added to it")
+        total = len(request.steps)
+        steps = [
+            {**step, "Name": tag_name(str(step.get("Name") or "step"), key, index, total)}
+            for index, step in enumerate(request.steps, start=1)
+        ]
+        params: dict[str, Any] = {"JobFlowId": cluster_id, "Steps": steps}
+        if request.execution_role_arn:
+            params["ExecutionRoleArn"] = request.execution_role_arn
+        answer = await self.call("add_job_flow_steps", **params)
+        step_ids = answer.get("StepIds")
+        if not isinstance(step_ids, list) or len(step_ids) != total:
+            raise ServerError(f"EMR AddJobFlowSteps answered {answer.get('StepIds')!r} for {total} step(s)")
+        ref = StepsRef(cluster_id, tuple(step_ids))
+        return JobStatus(str(ref), JobState.PENDING, "PENDING", message=f"added {total} step(s) to {cluster_id}",
+                         links=self._links(ref, cluster.log_uri))
+
+    async def find_by_key(self, key: str) -> JobStatus | None:
+        """The newest submission of ``key`` on the option's cluster, if one of its steps is unfinished."""
+        cluster_id = self.option("cluster_id")
+        live = [
+            info
+            async for info in self._listed(cluster_id, StepStates=list(ACTIVE_STEP_STATES))
+            if (tag := parse_tag(info.name)) and tag.key == key
+        ]
+        if not live:
+            return None
+        total = max(parse_tag(info.name).total or 1 for info in live)  # type: ignore[union-attr]
+        found: dict[int, StepInfo] = {}
+        async for info in self._listed(cluster_id):  # newest first: the newest submission's steps come first
+            tag = parse_tag(info.name)
+            if tag and tag.key == key and tag.total == total and tag.position and tag.position not in found:
+                found[tag.position] = info
+                if len(found) == total:
+                    break
+        if len(found) < total:
+            missing = sorted(set(range(1, total + 1)) - set(found))
+            raise JobNotFoundError(f"steps {missing} of the earlier submission of {key} on {cluster_id} are no "
+                                   "longer listed; refusing to guess what that try did")
+        ref = StepsRef(cluster_id, tuple(found[i].id for i in range(1, total + 1)))
+        return self._aggregate(ref, {i.id: i for i in found.values()})
+
+    async def _listed(self, cluster_id: str, **filters: Any) -> Any:
+        async for item in self.paged("list_steps", "Steps", ("Marker", "Marker"), ClusterId=cluster_id, **filters):
+            yield StepInfo.parse(item)
+
+    # -- watch -------------------------------------------------------------------------------
+
+    async def status(self, job_id: str) -> JobStatus:
+        ref = StepsRef.parse(job_id)
+        steps = await self.batcher.steps(ref.cluster_id, ref.step_ids)
+        steps = await self._check_cluster(ref.cluster_id, steps)
+        status = self._aggregate(ref, steps)
+        if status.is_terminal and status.state is not JobState.SUCCEEDED:
+            status = await self._explain_failure(ref, status)
+        return status
+
+    async def status_many(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:
+        refs = {job_id: StepsRef.parse(job_id) for job_id in job_ids}
+        by_cluster: dict[str, set[str]] = {}
+        for ref in refs.values():
+            by_cluster.setdefault(ref.cluster_id, set()).update(ref.step_ids)
+        clusters = list(by_cluster)
+        results = await asyncio.gather(
+            *(self.batcher.steps(c, sorted(by_cluster[c])) for c in clusters), return_exceptions=True
+        )
+        listed: dict[str, dict[str, StepInfo | None]] = {}
+        errors: list[BaseException] = []
+        for cluster_id, result in zip(clusters, results, strict=True):
+            if isinstance(result, BaseException):
+                errors.append(result)
+            else:
+                listed[cluster_id] = await self._check_cluster(cluster_id, result)
+        if errors and not listed:
+            raise errors[0]  # the watcher notes it (throttling slows it down) and asks job by job
+        found: dict[str, JobStatus] = {}
+        for job_id, ref in refs.items():
+            if ref.cluster_id in listed:
+                try:
+                    found[job_id] = self._aggregate(ref, listed[ref.cluster_id])
+                except JobNotFoundError:
+                    continue  # asked again on its own, where the error reaches its trigger
+        return found
+
+    async def _check_cluster(self, cluster_id: str, steps: dict[str, StepInfo | None]) -> dict[str, StepInfo | None]:
+        """Every ``cluster_check_interval``, make sure unfinished steps still have a cluster."""
+        if all(info is None or info.job_state.is_terminal for info in steps.values()):
+            return steps
+        checked = self.batcher.checked
+        now = time.monotonic()
+        interval = float(self.backend_options.get("cluster_check_interval") or DEFAULT_CLUSTER_CHECK)
+        if now - checked.setdefault(cluster_id, now) < interval:
+            return steps
+        checked[cluster_id] = now
+        cluster = await describe_cluster(self, cluster_id)
+        if not cluster.ended:
+            return steps
+        why = f"cluster {cluster_id} is {cluster.state} ({cluster.reason or 'no reason given'})"
+        return {
+            step_id: info if info is None or info.job_state.is_terminal
+            else dataclasses.replace(info, state="CLUSTER_TERMINATED", reason=why)
+            for step_id, info in steps.items()
+        }
+
+    def _aggregate(self, ref: StepsRef, steps: Mapping[str, StepInfo | None]) -> JobStatus:
+        ordered = [steps.get(step_id) for step_id in ref.step_ids]
+        missing = [step_id for step_id, info in zip(ref.step_ids, ordered, strict=True) if info is None]
+        if missing:
+            raise JobNotFoundError(f"EMR does not list step(s) {missing} of cluster {ref.cluster_id}")
+        infos: list[StepInfo] = [info for info in ordered if info is not None]
+        total = len(infos)
+        links = self._links(ref)
+        if all(info.state == "COMPLETED" for info in infos):
+            message = f"{total} step(s) completed" if total > 1 else None
+            return JobStatus(str(ref), JobState.SUCCEEDED, "COMPLETED", message=message, links=links)
+        unfinished = [(n, info) for n, info in enumerate(infos, start=1) if not info.job_state.is_terminal]
+        if unfinished:
+            number, current = unfinished[0]
+            running = any(info.job_state is JobState.RUNNING for _, info in unfinished)
+            where = f"step {number}/{total} {strip_tag(current.name)!r} is {current.state}" if total > 1 else None
+            return JobStatus(str(ref), JobState.RUNNING if running else JobState.PENDING, current.state,
+                             message=where, links=links)
+        bad = [info for info in infos if info.state != "COMPLETED"]
+        culprit = next((info for info in bad if info.job_state is JobState.FAILED), bad[0])
+        details = [info.explain() for info in bad]
+        return JobStatus(str(ref), culprit.job_state, culprit.state, message=culprit.explain(),
+                         diagnostics="\n".join(details) if total > 1 else None, links=links)
+
+    async def _explain_failure(self, ref: StepsRef, status: JobStatus) -> JobStatus:
+        """Add the cluster's side of the story (and its log link) to a failed job."""
+        try:
+            cluster = await describe_cluster(self, ref.cluster_id)
+        except BackendError:
+            return status
+        links = {**status.links, **self._links(ref, cluster.log_uri)}
+        if cluster.ended or cluster.state == "TERMINATING":
+            note = f"cluster {ref.cluster_id} is {cluster.state} ({cluster.reason or 'no reason given'})"
+            diagnostics = "\n".join(p for p in (status.diagnostics, note) if p)
+            return dataclasses.replace(status, diagnostics=diagnostics, links=links)
+        return dataclasses.replace(status, links=links)
+
+    # -- cancel, logs, links ---------------------------------------------------------------------
+
+    async def cancel(self, job_id: str) -> None:
+        """``CancelSteps`` with ``SEND_INTERRUPT`` for every step of the job.
+
+        EMR cancels pending steps, and running ones on release 5.28.0 and later; it answers per
+        step, asynchronously and without a guarantee, so the watch goes on until the steps end.
+        """
+        ref = StepsRef.parse(job_id)
+        answer = await self.cancel_with_retries(
+            "cancel_steps", f"steps {job_id}", ClusterId=ref.cluster_id, StepIds=list(ref.step_ids),
+            StepCancellationOption="SEND_INTERRUPT",
+        )
+        for item in (answer or {}).get("CancelStepsInfoList") or []:
+            if isinstance(item, Mapping) and item.get("Status") == "FAILED":
+                # e.g. the step already ended: nothing left to stop
+                log.info("EMR did not cancel step %s: %s", item.get("StepId"), item.get("Reason"))
+
+    async def logs(self, job_id: str, *, tail_lines: int) -> str | None:
+        """Tails of the deciding step's ``stdout``/``stderr`` from the cluster's S3 log URI.
+
+        EMR uploads step logs every few minutes, so right after a step ends they may not be
+        there yet; ``FailureDetails`` (in the failure message) is EMR's own excerpt.
+        """
+        ref = StepsRef.parse(job_id)
+        steps = await self.batcher.steps(ref.cluster_id, ref.step_ids)
+        infos = [info for step_id in ref.step_ids if (info := steps.get(step_id)) is not None]
+        if not infos:
+            return None
+        step = next((info for info in infos if info.state not in ("COMPLETED", "PENDING")), infos[-1])
+        if step.failure_log:
+            folder = step.failure_log.rsplit("/", 1)[0]
+        else:
+            cluster = await describe_cluster(self, ref.cluster_id)
+            if not cluster.log_uri:
+                return None
+            folder = f"{cluster.log_uri.rstrip('/')}/{ref.cluster_id}/steps/{step.id}".replace("s3n://", "s3://")
+        parts = []
+        for stream in ("stdout", "stderr"):
+            tail = await self.s3_tail(f"{folder}/{stream}.gz", tail_lines)
+            if tail:
+                parts.append(f"----- step {step.id} {stream} -----\n{tail}")
+        return "\n".join(parts) or None
+
+    def links(self, job_id: str) -> dict[str, str]:
+        return self._links(StepsRef.parse(job_id))
+
+    def _links(self, ref: StepsRef, log_uri: str | None = None) -> dict[str, str]:
+        suffix = f"steps/{ref.step_ids[0]}/" if len(ref.step_ids) == 1 else "steps/"
+        return cluster_links(self, ref.cluster_id, log_uri, suffix)
