@@ -142,8 +142,9 @@ class Watcher:
                 self._note(exc)
                 log.info("listing %d jobs on %s failed (%s); asking one by one", len(job_ids), self.backend.name, exc)
                 listed = None
+            wanted = set(job_ids)  # a set: thousands of jobs are listed every cycle
             for job_id, status in (listed or {}).items():
-                if job_id in job_ids and not status.is_terminal:
+                if job_id in wanted and not status.is_terminal:
                     outcomes[job_id] = status
         missing = [job_id for job_id in job_ids if job_id not in outcomes]
         semaphore = asyncio.Semaphore(self.fallback_concurrency)

@@ -39,7 +39,9 @@ try:
 except ImportError:  # tests/e2e imported as a rootdir-less folder
     from airflow_stack import AirflowStack  # type: ignore[no-redef]
 
-pytestmark = pytest.mark.e2e
+# A self-test of the harness: every e2e module exercises it too, so the default run leaves it out
+# (run it with `./dev test -m harness tests/e2e/test_stack_smoke.py`).
+pytestmark = [pytest.mark.e2e, pytest.mark.harness]
 
 PARALLELISM = 2
 PROBE_CONN_ID = "e2e_probe_conn"
