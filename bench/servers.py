@@ -44,7 +44,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.servers.fault_proxy import free_port
+from tests.servers.background import free_port
 
 __all__ = ["BACKENDS", "Meter", "main"]
 

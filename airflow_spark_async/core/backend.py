@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 
@@ -35,6 +36,10 @@ class JobStatus:
     :param message: the backend's explanation, if it gave one (failure reason, state message).
     :param diagnostics: extra detail worth showing on failure (error traces, failure details).
     :param links: name → URL of pages about this job (UI, driver log).
+    :param key: the key the job was submitted with, where the backend's answer carries it (a
+        Livy batch name, a step name, a cluster tag); ``None`` when it does not say. The core
+        compares it before acting on a job, because some servers reuse ids (Livy after a
+        restart without recovery).
     """
 
     job_id: str
@@ -43,10 +48,16 @@ class JobStatus:
     message: str | None = None
     diagnostics: str | None = None
     links: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    key: str | None = None
 
     @property
     def is_terminal(self) -> bool:
         return self.state.is_terminal
+
+    @property
+    def may_run(self) -> bool:
+        """Not ended yet: running, pending or still being cancelled."""
+        return not self.state.is_terminal
 
 
 class Backend(abc.ABC):
@@ -59,8 +70,11 @@ class Backend(abc.ABC):
 
     #: short name used in logs, XCom keys and events ("standalone", "livy" …)
     name: ClassVar[str]
-    #: whether :meth:`find_by_key` can look a job up by its deterministic key
+    #: whether :meth:`find_jobs` can look jobs up by their key (else the core's ledger is used)
     supports_find_by_key: ClassVar[bool] = False
+    #: whether the API itself deduplicates a submission of the same key (an idempotency or client
+    #: token): then two racing tries get one job, and the core skips its after-submit race check
+    idempotent_submit: ClassVar[bool] = False
 
     @classmethod
     @abc.abstractmethod
@@ -70,8 +84,6 @@ class Backend(abc.ABC):
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> None:
         """Reject unknown or invalid options at DAG parse time; the default accepts none."""
-        from airflow_spark_async.core.errors import ConfigurationError
-
         if options:
             raise ConfigurationError(f"{cls.__name__} takes no backend options, got {sorted(options)}")
 
@@ -79,6 +91,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def watch_key(self) -> str:
         """Identifies the endpoint: triggers whose backends share it share one watcher."""
+
+    def identity(self) -> str:
+        """Endpoint *and* credentials: watchers are keyed by it, so jobs of one principal are never
+        polled with another's token. Backends whose credentials can differ per connection fold a
+        digest of them in (never the secret itself); the default is :attr:`watch_key`."""
+        return self.watch_key
 
     @abc.abstractmethod
     async def submit(self, job: SparkJob, *, key: str) -> JobStatus:
@@ -105,7 +123,15 @@ class Backend(abc.ABC):
         return None
 
     async def find_by_key(self, key: str) -> JobStatus | None:
-        """The newest job submitted with ``key``, if the API can find it."""
+        """The newest job submitted with exactly ``key``, if the API can find it."""
+        for status in await self.find_jobs(key.rsplit("-", 1)[0]):
+            if status.key == key:
+                return status
+        return None
+
+    async def find_jobs(self, family: str) -> Sequence[JobStatus]:
+        """Every job the backend still knows whose key belongs to ``family`` (any generation),
+        newest first, each with :attr:`JobStatus.key` set. Only for ``supports_find_by_key``."""
         raise NotImplementedError
 
     def links(self, job_id: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ import json
 import time
 import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -31,11 +31,14 @@ from airflow_spark_async.core.errors import (
     ServerError,
 )
 
-__all__ = ["close_loop_sessions", "get_session", "parse_retry_after", "request_json"]
+__all__ = ["close_loop_sessions", "close_with_loop", "get_session", "parse_retry_after", "request_json"]
 
-_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, aiohttp.ClientSession]] = (
-    weakref.WeakKeyDictionary()
-)
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+#: per event loop: the pooled sessions, and anything else to close with the loop
+_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Closable]] = weakref.WeakKeyDictionary()
 #: per-request timeout; a poll that hangs longer is a transient failure, not a stuck trigger
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
 
@@ -46,15 +49,21 @@ def get_session(endpoint: str, *, verify_ssl: bool = True) -> aiohttp.ClientSess
     sessions = _SESSIONS.setdefault(loop, {})
     key = f"{endpoint}|{verify_ssl}"
     session = sessions.get(key)
-    if session is None or session.closed:
-        connector = aiohttp.TCPConnector(limit=32, ssl=None if verify_ssl else False, enable_cleanup_closed=True)
+    if not isinstance(session, aiohttp.ClientSession) or session.closed:
+        connector = aiohttp.TCPConnector(limit=32, ssl=verify_ssl, enable_cleanup_closed=True)
         session = aiohttp.ClientSession(connector=connector, timeout=DEFAULT_TIMEOUT)
         sessions[key] = session
     return session
 
 
+def close_with_loop(key: str, resource: _Closable) -> None:
+    """Have :func:`close_loop_sessions` also close ``resource`` (e.g. a backend's own pooled
+    clients, such as aiobotocore's, which hold aiohttp sessions of their own)."""
+    _SESSIONS.setdefault(asyncio.get_running_loop(), {})[key] = resource
+
+
 async def close_loop_sessions() -> None:
-    """Close every session of the running loop (call before a private loop ends)."""
+    """Close every session (and registered resource) of the running loop, before it ends."""
     sessions = _SESSIONS.pop(asyncio.get_running_loop(), {})
     for session in sessions.values():
         await session.close()

@@ -10,6 +10,9 @@ its links, and — if its users expect the official provider's arguments — map
   is never reported as this try's result — a new one is submitted.
 * **Free the worker.** With ``deferrable=True`` the worker slot is released right after
   the submission; the trigger watches the job in the triggerer.
+* **Hooks, not overrides.** A backend whose official twin may return before the job ends sets
+  :attr:`waits`; one that returns something other than the job id overrides :meth:`result`;
+  one that pushes more XComs once the job exists overrides :meth:`after_submit`.
 * **Same semantics without deferral.** ``deferrable=False`` runs the very same poll loop on
   the worker through the sync bridge, and ``on_kill`` cancels the job.
 * **Failure explains itself.** The driver log tail and the backend's own error reach the
@@ -20,9 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow.configuration import conf
 from airflow.sdk import BaseOperator
@@ -38,12 +41,13 @@ from airflow_spark_async.core.links import JobLink, push_links
 from airflow_spark_async.core.policy import PollPolicy
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
-from airflow_spark_async.core.sync import run_sync
+from airflow_spark_async.core.sync import call_backend, run_sync
 from airflow_spark_async.core.trigger import SparkJobTrigger, watch_job
-from airflow_spark_async.core.watcher import get_backend
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection, Context
+
+T = TypeVar("T")
 
 __all__ = ["SparkJobFailed", "SparkJobOperator", "SparkJobTimeout", "default_deferrable", "seconds"]
 
@@ -135,6 +139,24 @@ class SparkJobOperator(BaseOperator):
     def backend_class(self) -> type[Backend]:
         return self.trigger_class.backend_class
 
+    # -- hooks for backends ----------------------------------------------------------------
+
+    @property
+    def waits(self) -> bool:
+        """Whether the task waits for the job to end (some official operators make it optional)."""
+        return True
+
+    def result(self, context: Context, job_id: str) -> Any:
+        """The task's return value once the job succeeded (or was submitted, when not waiting)."""
+        return job_id
+
+    def after_submit(self, context: Context, status: JobStatus) -> None:
+        """Called once the job exists (submitted or reattached), before waiting for it."""
+
+    def backend_call(self, call: Callable[[Backend], Awaitable[T]]) -> T:
+        """Run ``call(backend)`` through the sync bridge: the worker's one way to the backend."""
+        return call_backend(self.backend_class, self.conn_id, self.backend_options, call, conn=self._connection())
+
     # -- what to run ---------------------------------------------------------------------
 
     def build_job(self, context: Context) -> SparkJob:
@@ -154,17 +176,19 @@ class SparkJobOperator(BaseOperator):
             self._conn = load_connection(self.conn_id)
         return self._conn
 
-    async def _backend(self) -> Backend:
-        return await get_backend(self.backend_class, self.conn_id, self.backend_options, conn=self._connection())
-
     def execute(self, context: Context) -> Any:
         self._connection()  # a missing connection fails here, before anything is submitted
         job = self.build_job(context)
         key = job_key_from_context(context)
-        status = run_sync(lambda: self._submit_or_reattach(job, key))
+        status = self.backend_call(lambda backend: self._submit_or_reattach(backend, job, key))
         self._job_id = status.job_id
         context["ti"].xcom_push(key="job_id", value=status.job_id)
         push_links(context, self.link_classes, dict(status.links))
+        self.after_submit(context, status)
+        if not self.waits:
+            self.log.info("%s job %s submitted; not waiting for it", self.backend_class.name, status.job_id)
+            self.forget_job(context)
+            return self.result(context, status.job_id)
         return self._wait(context, status.job_id, self._deadline())
 
     def _wait(self, context: Context, job_id: str, deadline: float | None) -> Any:
@@ -188,8 +212,7 @@ class SparkJobOperator(BaseOperator):
             limit = self.execution_timeout.total_seconds()
         return None if limit is None else time.time() + limit
 
-    async def _submit_or_reattach(self, job: SparkJob, key: str) -> JobStatus:
-        backend = await self._backend()
+    async def _submit_or_reattach(self, backend: Backend, job: SparkJob, key: str) -> JobStatus:
         if self.reattach:
             existing = await self._find_existing(backend, key)
             if existing is not None and not existing.is_terminal:
@@ -227,20 +250,20 @@ class SparkJobOperator(BaseOperator):
             return self._recheck(context, ev)
         if ev.status is EventStatus.TIMEOUT:
             self._cancel(ev.job_id)
-            self._finish(context)
+            self.forget_job(context)
             raise SparkJobTimeout(f"{ev.backend} job {ev.job_id} passed its deadline and was cancelled")
         self._show_log_tail(ev)
-        self._finish(context)
+        self.forget_job(context)
         if ev.status is EventStatus.SUCCESS:
             self.log.info("%s job %s succeeded (%s) in %.0fs", ev.backend, ev.job_id, ev.backend_state,
                           ev.elapsed or 0)
-            return ev.job_id
+            return self.result(context, ev.job_id)
         raise SparkJobFailed(_failure_text(ev))
 
     def _recheck(self, context: Context, ev: JobEvent) -> Any:
         """The triggerer lost the API for a while: look again before failing anything."""
         try:
-            status = run_sync(lambda: self._status(ev.job_id))
+            status = self.backend_call(lambda backend: backend.status(ev.job_id))
         except BackendError as exc:
             raise SparkJobFailed(
                 f"{ev.backend} job {ev.job_id} could not be polled ({ev.message}) and is still unreachable "
@@ -259,20 +282,15 @@ class SparkJobOperator(BaseOperator):
         self.log.warning("API was unreachable for a while but job %s still runs; waiting again", ev.job_id)
         return self._wait(context, ev.job_id, ev.deadline)
 
-    async def _status(self, job_id: str) -> JobStatus:
-        return await (await self._backend()).status(job_id)
-
     def _cancel(self, job_id: str) -> None:
-        async def cancel() -> None:
-            await (await self._backend()).cancel(job_id)
-
         try:
-            run_sync(cancel)
+            self.backend_call(lambda backend: backend.cancel(job_id))
             self.log.info("Cancelled job %s", job_id)
         except BackendError as exc:
             self.log.error("Could not cancel job %s: %s", job_id, exc)
 
-    def _finish(self, context: Context) -> None:
+    def forget_job(self, context: Context) -> None:
+        """This try is done with its job: drop what reattach would have needed."""
         if self.reattach and not self.backend_class.supports_find_by_key:
             self.ledger.forget(job_key_from_context(context))
 
@@ -280,12 +298,8 @@ class SparkJobOperator(BaseOperator):
         if self.log_tail_lines <= 0:
             return
         lines = self.log_tail_lines * (1 if ev.status is EventStatus.SUCCESS else 5)
-
-        async def fetch() -> str | None:
-            return await (await self._backend()).logs(ev.job_id, tail_lines=lines)
-
         try:
-            tail = run_sync(fetch)
+            tail = self.backend_call(lambda backend: backend.logs(ev.job_id, tail_lines=lines))
         except BackendError as exc:
             self.log.warning("Could not fetch the driver log of %s: %s", ev.job_id, exc)
             return

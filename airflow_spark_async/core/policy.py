@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_spark_async.core.errors import ConfigurationError
+from airflow_spark_async.core.fields import from_known_fields
 
 __all__ = ["PollPolicy"]
 
@@ -60,9 +61,4 @@ class PollPolicy:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> PollPolicy:
-        data = dict(data or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigurationError(f"poll policy: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return from_known_fields(cls, data, "poll policy")

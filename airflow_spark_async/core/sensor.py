@@ -16,16 +16,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseSensorOperator
 from airflow.triggers.base import StartTriggerArgs
 
-from airflow_spark_async.core.backend import Backend, JobStatus
+from airflow_spark_async.core.backend import Backend
 from airflow_spark_async.core.connections import load_connection
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.events import EventStatus, JobEvent
 from airflow_spark_async.core.operator import SparkJobFailed, seconds
 from airflow_spark_async.core.policy import PollPolicy
 from airflow_spark_async.core.states import JobState
-from airflow_spark_async.core.sync import run_sync
+from airflow_spark_async.core.sync import call_backend
 from airflow_spark_async.core.trigger import SparkJobTrigger
-from airflow_spark_async.core.watcher import get_backend
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -96,7 +95,8 @@ class SparkJobSensor(BaseSensorOperator):
             "policy": self.policy.to_dict(),
             "backend_options": self.backend_options,
             "owns_job": False,
-            "stop_states": sorted(self.target_states or ()),
+            # failure states end the wait too, even where the backend does not call them terminal
+            "stop_states": sorted((self.target_states or set()) | (self.failure_states or set())),
         }
 
     def execute(self, context: Context) -> Any:
@@ -111,12 +111,9 @@ class SparkJobSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool:
         conn = load_connection(self.conn_id)
-
-        async def status() -> JobStatus:
-            backend = await get_backend(self.backend_class, self.conn_id, self.backend_options, conn=conn)
-            return await backend.status(str(self.job_id))
-
-        st = run_sync(status)
+        st = call_backend(
+            self.backend_class, self.conn_id, self.backend_options, lambda b: b.status(str(self.job_id)), conn=conn
+        )
         self.log.info("Job %s is %s", st.job_id, st.backend_state)
         return self._judge(st.backend_state, st.state, st.message)
 

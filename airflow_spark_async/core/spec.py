@@ -15,10 +15,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from airflow_spark_async.core.errors import ConfigurationError
+from airflow_spark_async.core.fields import from_known_fields
 
 __all__ = ["SparkJob"]
 
-_MEMORY = re.compile(r"^\d+[kmgtp]?b?$", re.IGNORECASE)
+#: resource fields and the Spark properties spark-submit sets for them
+RESOURCE_PROPERTIES = (
+    ("driver_memory", "spark.driver.memory"),
+    ("driver_cores", "spark.driver.cores"),
+    ("executor_memory", "spark.executor.memory"),
+    ("executor_cores", "spark.executor.cores"),
+    ("num_executors", "spark.executor.instances"),
+)
+#: a size such as 512m or 2g, as Spark reads memory settings
+MEMORY_SIZE = re.compile(r"^\d+[kmgtp]?b?$", re.IGNORECASE)
 
 
 def _str_list(value: Sequence[Any] | None, field: str) -> list[str]:
@@ -87,12 +97,16 @@ class SparkJob:
             setattr(self, field, {str(k): str(v) for k, v in value.items()})
         for field in ("driver_memory", "executor_memory"):
             value = getattr(self, field)
-            if value is not None and not _MEMORY.match(str(value)):
+            if value is not None and not MEMORY_SIZE.match(str(value)):
                 raise ConfigurationError(f"SparkJob.{field}={value!r} is not a size such as '512m' or '2g'")
         for field in ("driver_cores", "executor_cores", "num_executors"):
             value = getattr(self, field)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigurationError(f"SparkJob.{field} must be a positive integer, got {value!r}")
+
+    def resource_properties(self) -> dict[str, str]:
+        """The driver and executor resources that are set, as Spark properties."""
+        return {prop: str(value) for field, prop in RESOURCE_PROPERTIES if (value := getattr(self, field)) is not None}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; :meth:`from_dict` is its inverse."""
@@ -100,8 +114,4 @@ class SparkJob:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SparkJob:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigurationError(f"SparkJob does not know the field(s) {unknown}; known: {sorted(known)}")
-        return cls(**dict(data))
+        return from_known_fields(cls, data, cls.__name__)

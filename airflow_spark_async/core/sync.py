@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_spark_async.core.http import close_loop_sessions
+from airflow_spark_async.core.watcher import get_backend
 
-__all__ = ["run_sync"]
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+    from airflow_spark_async.core.backend import Backend
+
+__all__ = ["call_backend", "run_sync"]
 
 T = TypeVar("T")
 
@@ -39,3 +45,19 @@ def run_sync(make: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(main())
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, main()).result()
+
+
+def call_backend(
+    backend_cls: type[Backend],
+    conn_id: str,
+    options: Mapping[str, Any],
+    call: Callable[[Backend], Awaitable[T]],
+    *,
+    conn: Connection | None = None,
+) -> T:
+    """``call(backend)`` on the worker, for the backend of (class, connection, options)."""
+
+    async def run() -> T:
+        return await call(await get_backend(backend_cls, conn_id, options, conn=conn))
+
+    return run_sync(run)

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,6 +31,7 @@ from airflow_spark_async.core.errors import (
     ServerError,
     TransientError,
 )
+from airflow_spark_async.core.fields import from_known_fields
 from airflow_spark_async.core.http import get_session, request_json
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
@@ -40,12 +42,40 @@ from airflow_spark_async.databricks.runs import Run, TaskRun, clean_text, merge_
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["OPTION_DEFAULTS", "DatabricksBackend"]
+__all__ = ["OPTION_DEFAULTS", "DatabricksBackend", "DatabricksOptions"]
 
 log = logging.getLogger(__name__)
 
-#: backend options (JSON-safe, carried in trigger kwargs) and their defaults
-OPTION_DEFAULTS: dict[str, Any] = {"retry_limit": 3, "retry_delay": 1.0, "api_version": "2.2"}
+
+@dataclasses.dataclass(frozen=True)
+class DatabricksOptions:
+    """The backend options (JSON-safe, carried in trigger kwargs), checked at DAG parse time.
+
+    :param retry_limit: retries of a submit, cancel or output request after a transient failure.
+    :param retry_delay: seconds before the first retry, doubled for each further one.
+    :param api_version: the Jobs API version, ``2.2`` or ``2.1``.
+    """
+
+    retry_limit: int = 3
+    retry_delay: float = 1.0
+    api_version: str = "2.2"
+
+    def __post_init__(self) -> None:
+        limit, delay = self.retry_limit, self.retry_delay
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"databricks_retry_limit must be an integer >= 1, got {limit!r}")
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay > 0:
+            raise ConfigurationError(f"databricks_retry_delay must be a number of seconds > 0, got {delay!r}")
+        if self.api_version not in ("2.1", "2.2"):
+            raise ConfigurationError(f"api_version must be '2.1' or '2.2', got {self.api_version!r}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> DatabricksOptions:
+        return from_known_fields(cls, data, "Databricks backend options")
+
+
+#: the backend options and their defaults
+OPTION_DEFAULTS: dict[str, Any] = dataclasses.asdict(DatabricksOptions())
 #: runs/list page size: the API's maximum
 LIST_PAGE_SIZE = 25
 #: characters of error traces kept in a failure's diagnostics (the exception shows the last 4000)
@@ -62,40 +92,29 @@ class DatabricksBackend(Backend):
     supports_find_by_key: ClassVar[bool] = False
 
     def __init__(self, settings: DatabricksSettings, options: Mapping[str, Any] | None = None) -> None:
-        opts = {**OPTION_DEFAULTS, **(options or {})}
+        opts = DatabricksOptions.from_dict(options)
         self.settings = settings
         self.auth = SdkAuth(settings)
-        self.retry_limit: int = opts["retry_limit"]
-        self.retry_delay: float = float(opts["retry_delay"])
-        self.api = f"{settings.host}/api/{opts['api_version']}/jobs"
+        self.retry_limit = opts.retry_limit
+        self.retry_delay = float(opts.retry_delay)
+        self.api = f"{settings.host}/api/{opts.api_version}/jobs"
         from airflow_spark_async import __version__
 
         self._user_agent = f"airflow-spark-async/{__version__}"
 
     @classmethod
     async def from_connection(cls, conn: Connection, options: Mapping[str, Any]) -> DatabricksBackend:
-        cls.validate_options(options)
         return cls(DatabricksSettings.from_connection(conn), options)
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> None:
-        unknown = sorted(set(options) - set(OPTION_DEFAULTS))
-        if unknown:
-            raise ConfigurationError(
-                f"unknown Databricks backend option(s) {unknown}; known: {sorted(OPTION_DEFAULTS)}"
-            )
-        limit = options.get("retry_limit", 1)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigurationError(f"databricks_retry_limit must be an integer >= 1, got {limit!r}")
-        delay = options.get("retry_delay", 1.0)
-        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay > 0:
-            raise ConfigurationError(f"databricks_retry_delay must be a number of seconds > 0, got {delay!r}")
-        if options.get("api_version", "2.2") not in ("2.1", "2.2"):
-            raise ConfigurationError(f"api_version must be '2.1' or '2.2', got {options['api_version']!r}")
+        DatabricksOptions.from_dict(options)
 
     @property
     def watch_key(self) -> str:
-        return self.settings.host
+        """One workspace *and one identity*: a watcher polls with its backend's credentials, and
+        another principal may not see (or may not be allowed to read) the same runs."""
+        return f"{self.settings.host}|{self.settings.identity}"
 
     # -- transport -------------------------------------------------------------------------
 
@@ -111,7 +130,7 @@ class DatabricksBackend(Backend):
         """One API call; with ``retry``, transient failures are retried ``retry_limit`` times.
 
         Polls never retry here: the trigger's loop owns their back-off and error budget, and a
-        429 must reach the watcher so every trigger of the workspace slows down together.
+        429 must reach the watcher so every trigger sharing it slows down together.
         """
         attempts = self.retry_limit + 1 if retry else 1
         for attempt in range(1, attempts + 1):
@@ -333,10 +352,10 @@ class DatabricksBackend(Backend):
         ids: list[int] = []
         params: dict[str, Any] = {"name": name, "limit": 100}
         while True:
-            answer = await self._call("GET", "list", params=params, retry=True)
-            ids += [int(j["job_id"]) for j in (answer or {}).get("jobs") or () if j.get("job_id") is not None]
-            token = (answer or {}).get("next_page_token")
-            if not (answer or {}).get("has_more") or not token:
+            answer = await self._call("GET", "list", params=params, retry=True) or {}
+            ids += [int(j["job_id"]) for j in answer.get("jobs") or () if j.get("job_id") is not None]
+            token = answer.get("next_page_token")
+            if not answer.get("has_more") or not token:
                 break
             params["page_token"] = token
         if not ids:

@@ -145,6 +145,13 @@ class DatabricksSettings:
         )
 
     @property
+    def identity(self) -> str:
+        """A digest of the auth method and credentials (never the secrets themselves): what
+        tells two connections to one workspace apart."""
+        raw = json.dumps([self.auth_type, self.azure_ad_endpoint, dict(self.credentials)], sort_keys=True)
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    @property
     def static_headers(self) -> bool:
         """PAT and basic headers never change, so they are built once."""
         return self.auth_type in ("pat", "basic")
@@ -267,8 +274,7 @@ _SHARED_LOCK = threading.Lock()
 
 
 def _shared_config(settings: DatabricksSettings) -> _SharedConfig:
-    secret = hashlib.sha256(json.dumps(dict(settings.credentials), sort_keys=True).encode()).hexdigest()
-    key = f"{settings.host}|{settings.auth_type}|{settings.azure_ad_endpoint}|{secret}"
+    key = f"{settings.host}|{settings.identity}"
     with _SHARED_LOCK:
         return _SHARED.setdefault(key, _SharedConfig(settings))
 

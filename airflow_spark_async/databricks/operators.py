@@ -15,14 +15,13 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import TaskDeferred
-
+from airflow_spark_async.core.backend import JobStatus
 from airflow_spark_async.core.errors import BackendError, ConfigurationError
 from airflow_spark_async.core.events import JobEvent
+from airflow_spark_async.core.fields import Alias
 from airflow_spark_async.core.keys import job_key_from_context
 from airflow_spark_async.core.operator import SparkJobOperator
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.core.sync import run_sync
 from airflow_spark_async.databricks.backend import DatabricksBackend
 from airflow_spark_async.databricks.hook import DEFAULT_CONN_ID
 from airflow_spark_async.databricks.links import DatabricksJobRunLink
@@ -98,14 +97,8 @@ class _DatabricksOperator(SparkJobOperator):
         if openlineage_inject_parent_job_info or openlineage_inject_transport_info:
             self.log.warning("OpenLineage injection into Databricks runs is not supported and is ignored")
 
-    @property
-    def databricks_conn_id(self) -> str:
-        """The official name of the core's ``conn_id`` (templated)."""
-        return self.conn_id
-
-    @databricks_conn_id.setter
-    def databricks_conn_id(self, value: str) -> None:
-        self.conn_id = value
+    #: the official name of the core's ``conn_id`` (templated)
+    databricks_conn_id = Alias("conn_id")
 
     # -- the request ------------------------------------------------------------------------
 
@@ -137,55 +130,43 @@ class _DatabricksOperator(SparkJobOperator):
     def _token_key(key: str) -> str:
         return f"{key}.token"
 
-    def _forget_token(self, context: Context) -> None:
+    def forget_job(self, context: Context) -> None:
+        """The core's clean-up, and this try's idempotency token with it."""
+        super().forget_job(context)
         self.ledger.forget(self._token_key(job_key_from_context(context)))
 
     # -- the worker's part --------------------------------------------------------------------
 
-    def execute(self, context: Context) -> Any:
-        try:
-            return super().execute(context)
-        finally:
-            # The official XCom: the run id as an integer, pushed before deferring.
-            if self._job_id and self.do_xcom_push:
-                context["ti"].xcom_push(key=XCOM_RUN_ID_KEY, value=int(self._job_id))
+    @property
+    def waits(self) -> bool:
+        return bool(self.wait_for_termination)
 
-    def _wait(self, context: Context, job_id: str, deadline: float | None) -> Any:
-        if self.wait_for_termination:
-            return super()._wait(context, job_id, deadline)
-        self.log.info("Run %s submitted; not waiting for it (wait_for_termination=False)", job_id)
-        self._finish(context)
-        self._forget_token(context)
-        return job_id
+    def after_submit(self, context: Context, status: JobStatus) -> None:
+        # The official XCom: the run id as an integer, pushed before deferring.
+        if self.do_xcom_push:
+            context["ti"].xcom_push(key=XCOM_RUN_ID_KEY, value=int(status.job_id))
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
-        try:
-            result = super().execute_complete(context, event)
-        except TaskDeferred:
-            raise  # still waiting on the same run: the token stays for reattach
-        except BaseException:
-            self._forget_token(context)
-            raise
-        self._forget_token(context)
+        result = super().execute_complete(context, event)
         ev = JobEvent.from_payload(event)
         if ev.backend_state == "SUCCESS_WITH_FAILURES":
             self.log.warning("Run %s succeeded with failures: %s", ev.job_id, ev.message)
-        self._push_notebook_output(context, ev.job_id)
         return result
+
+    def result(self, context: Context, job_id: str) -> Any:
+        # Here, not in execute_complete: the core calls this once per successful run, also when the
+        # outcome came through a re-check (which resumes through execute_complete a second time).
+        if self.waits:  # the run has ended, so its notebooks' exit values exist
+            self._push_notebook_output(context, job_id)
+        return super().result(context, job_id)
 
     def _push_notebook_output(self, context: Context, run_id: str) -> None:
         """``dbutils.notebook.exit`` values to XCom ``notebook_output``: the value itself for one
         notebook task, a ``{task_key: value}`` dict for several."""
         if not self.do_xcom_push:
             return
-
-        async def fetch() -> dict[str, str]:
-            backend = await self._backend()
-            assert isinstance(backend, DatabricksBackend)
-            return await backend.notebook_outputs(run_id)
-
         try:
-            results = run_sync(fetch)
+            results = self.backend_call(lambda backend: backend.notebook_outputs(run_id))  # type: ignore[attr-defined]
         except BackendError as exc:
             self.log.warning("Could not read the notebook output of run %s: %s", run_id, exc)
             return

@@ -289,14 +289,8 @@ def spark_job_body(
             )
         libs.append({kind: path})
     conf = dict(job.conf)
-    for field, prop in (
-        ("driver_memory", "spark.driver.memory"),
-        ("driver_cores", "spark.driver.cores"),
-        ("executor_memory", "spark.executor.memory"),
-        ("executor_cores", "spark.executor.cores"),
-    ):
-        if (value := getattr(job, field)) is not None:
-            conf[prop] = str(value)
+    # num_executors sizes the cluster (num_workers below), not a Spark property here
+    conf.update({k: v for k, v in job.resource_properties().items() if k != "spark.executor.instances"})
     for field, prop in (("files", "spark.files"), ("archives", "spark.archives")):
         if values := getattr(job, field):
             conf[prop] = ",".join(values)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from airflow_spark_async.core.fields import Alias
 from airflow_spark_async.core.sensor import SparkJobSensor
 from airflow_spark_async.databricks.hook import DEFAULT_CONN_ID
 from airflow_spark_async.databricks.triggers import DatabricksRunTrigger
@@ -61,10 +62,4 @@ class DatabricksRunSensor(SparkJobSensor):
     def run_id(self, value: Any) -> None:
         self.job_id = str(value)
 
-    @property
-    def databricks_conn_id(self) -> str:
-        return self.conn_id
-
-    @databricks_conn_id.setter
-    def databricks_conn_id(self, value: str) -> None:
-        self.conn_id = value
+    databricks_conn_id = Alias("conn_id")

@@ -47,7 +47,6 @@ from aiobotocore.session import AioSession  # type: ignore[import-untyped]
 from botocore import exceptions as bx  # type: ignore[import-untyped]
 from botocore.loaders import create_loader  # type: ignore[import-untyped]
 
-from airflow_spark_async.core import http as core_http
 from airflow_spark_async.core.connections import aload_connection
 from airflow_spark_async.core.errors import (
     AuthError,
@@ -59,7 +58,8 @@ from airflow_spark_async.core.errors import (
     RequestRejected,
     ServerError,
 )
-from airflow_spark_async.core.http import parse_retry_after
+from airflow_spark_async.core.http import close_with_loop, parse_retry_after
+from airflow_spark_async.core.policy import PollPolicy
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -323,8 +323,8 @@ class ThrottleGate:
 
     def __init__(self, *, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.base = base
-        self.cap = cap
+        #: the core's back-off rule, applied to the count of consecutive throttles
+        self.policy = PollPolicy(backoff_base=base, backoff_max=cap)
         self.rng = rng or random.Random()
         self.clock = clock
         self.strikes = 0
@@ -346,8 +346,7 @@ class ThrottleGate:
         """Record a throttling answer; returns how long the gate is now closed."""
         self.throttles += 1
         self.strikes += 1
-        ceiling = min(self.cap, self.base * 2 ** (self.strikes - 1))
-        pause = max(ceiling / 2 + self.rng.uniform(0, ceiling / 2), retry_after or 0.0)
+        pause = self.policy.backoff(self.strikes, retry_after=retry_after, rng=self.rng)
         self.not_before = max(self.not_before, self.clock() + pause)
         self._spread = pause / 2
         return pause
@@ -568,12 +567,8 @@ def _loop_clients() -> _LoopClients:
     clients = _CLIENTS.get(loop)
     if clients is None or clients.closed:
         clients = _CLIENTS[loop] = _LoopClients()
-        # The core closes a loop's aiohttp sessions before the worker's private loop ends
-        # (core.sync.run_sync -> core.http.close_loop_sessions). aiobotocore clients hold aiohttp
-        # sessions too, so they are registered in the same per-loop table; its entries only
-        # need an async close(). (A public "close this with the loop" hook in core.http would
-        # make this registration explicit.)
-        core_http._SESSIONS.setdefault(loop, {})[_CLEANUP_KEY] = clients  # type: ignore[assignment]
+        # aiobotocore clients hold aiohttp sessions too: close them when the core closes the loop's.
+        close_with_loop(_CLEANUP_KEY, clients)
     return clients
 
 

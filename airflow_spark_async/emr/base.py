@@ -22,6 +22,7 @@ from airflow_spark_async.core.errors import (
     ServerError,
     TransientError,
 )
+from airflow_spark_async.core.policy import PollPolicy
 from airflow_spark_async.emr.aws import (
     AWS_OPTIONS,
     AwsClient,
@@ -38,10 +39,10 @@ __all__ = ["AwsBackend"]
 
 log = logging.getLogger(__name__)
 
-#: attempts and first delay of a cancel request that meets a transient error — cancelling is
-#: the one call whose failure leaves a job running behind a finished task
+#: attempts of a cancel request that meets a transient error, and the back-off between them —
+#: cancelling is the one call whose failure leaves a job running behind a finished task
 CANCEL_ATTEMPTS = 3
-CANCEL_BACKOFF = 1.0
+CANCEL_BACKOFF = PollPolicy(backoff_base=1.0)
 #: most compressed bytes of a log file read to show its tail (the tail of a gzip stream can
 #: only be reached by reading it from the start)
 LOG_READ_LIMIT = 16 * 1024 * 1024
@@ -93,10 +94,9 @@ class AwsBackend(Backend):
     async def call(self, operation: str, **params: Any) -> dict[str, Any]:
         return await self.client.call(operation, **params)
 
-    async def paged(self, operation: str, items: str, token: tuple[str, str], *, max_pages: int | None = None,
+    async def paged(self, operation: str, items: str, token: str, *, max_pages: int | None = None,
                     **params: Any) -> AsyncIterator[dict[str, Any]]:
-        """Items of a paged list call; ``token`` names the request and response paging fields."""
-        request_field, response_field = token
+        """Items of a paged list call; ``token`` names the paging field of request and response."""
         pages = 0
         while True:
             answer = await self.call(operation, **params)
@@ -107,10 +107,10 @@ class AwsBackend(Backend):
                 if isinstance(item, dict):
                     yield item
             pages += 1
-            next_token = answer.get(response_field)
+            next_token = answer.get(token)
             if not next_token or (max_pages is not None and pages >= max_pages):
                 return
-            params[request_field] = next_token
+            params[token] = next_token
 
     async def cancel_with_retries(self, operation: str, what: str, **params: Any) -> dict[str, Any] | None:
         """Send a cancel request, retrying transient failures a few times.
@@ -118,7 +118,6 @@ class AwsBackend(Backend):
         Returns ``None`` when the service says there is nothing to cancel (the job ended, the
         cluster is gone): cancelling must not fail on a job that already finished.
         """
-        delay = CANCEL_BACKOFF
         for attempt in range(1, CANCEL_ATTEMPTS + 1):
             try:
                 return await self.call(operation, **params)
@@ -128,10 +127,25 @@ class AwsBackend(Backend):
             except TransientError as exc:
                 if attempt == CANCEL_ATTEMPTS:
                     raise
-                log.warning("Cancelling %s failed (%s); trying again in %.0fs", what, exc, delay)
-                await asyncio.sleep(max(delay, exc.retry_after or 0.0))
-                delay *= 2
+                delay = CANCEL_BACKOFF.backoff(attempt, retry_after=exc.retry_after)
+                log.warning("Cancelling %s failed (%s); trying again in %.1fs", what, exc, delay)
+                await asyncio.sleep(delay)
         return None  # pragma: no cover
+
+    def s3_console_url(self, uri: str, path: str) -> str:
+        """The S3 console page of ``path`` under the folder ``uri`` (``s3://bucket/prefix``)."""
+        bucket, _, prefix = uri.split("://", 1)[1].partition("/")
+        prefix = f"{prefix.rstrip('/')}/" if prefix else ""
+        return f"{self.console}/s3/buckets/{bucket}?region={self.region}&prefix={prefix}{path}"
+
+    async def log_tails(self, folder: str, label: str, tail_lines: int) -> str | None:
+        """Tails of ``stdout.gz`` and ``stderr.gz`` in the S3 ``folder``, each under a header."""
+        parts = []
+        for stream in ("stdout", "stderr"):
+            tail = await self.s3_tail(f"{folder}/{stream}.gz", tail_lines)
+            if tail:
+                parts.append(f"----- {label} {stream} -----\n{tail}")
+        return "\n".join(parts) or None
 
     async def s3_tail(self, uri: str, tail_lines: int) -> str | None:
         """The last lines of a (possibly gzipped) log file on S3, or ``None`` if it is not there."""

@@ -119,11 +119,7 @@ def cluster_links(backend: AwsBackend, cluster_id: str, log_uri: str | None = No
     """Console pages of a cluster, and of its logs on S3 when the cluster has a log URI."""
     links = {"emr_cluster": f"{backend.console}/emr/home?region={backend.region}#/clusterDetails/{cluster_id}"}
     if log_uri and log_uri.startswith(("s3://", "s3n://")):
-        bucket, _, prefix = log_uri.split("://", 1)[1].partition("/")
-        prefix = f"{prefix.rstrip('/')}/" if prefix else ""
-        links["emr_logs"] = (
-            f"{backend.console}/s3/buckets/{bucket}?region={backend.region}&prefix={prefix}{cluster_id}/{log_suffix}"
-        )
+        links["emr_logs"] = backend.s3_console_url(log_uri, f"{cluster_id}/{log_suffix}")
     return links
 
 
@@ -175,7 +171,7 @@ class EmrClusterBackend(AwsBackend):
         wanted = set(job_ids)
         found: dict[str, JobStatus] = {}
         pages = math.ceil(len(wanted) / LIST_PAGE) + 1
-        async for item in self.paged("list_clusters", "Clusters", ("Marker", "Marker"), max_pages=pages,
+        async for item in self.paged("list_clusters", "Clusters", "Marker", max_pages=pages,
                                      ClusterStates=list(ACTIVE_CLUSTER_STATES)):
             if item.get("Id") in wanted:
                 found[item["Id"]] = self._status(ClusterInfo.parse(item))
@@ -194,7 +190,7 @@ async def cluster_id_by_name(backend: AwsBackend, name: str, states: Sequence[st
     params: dict[str, Any] = {"ClusterStates": list(states)} if states else {}
     matches = [
         item.get("Id")
-        async for item in backend.paged("list_clusters", "Clusters", ("Marker", "Marker"), **params)
+        async for item in backend.paged("list_clusters", "Clusters", "Marker", **params)
         if item.get("Name") == name
     ]
     if len(matches) != 1:

@@ -39,9 +39,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_spark_async.core.backend import Backend, JobStatus
 from airflow_spark_async.core.connections import load_connection
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.events import EventStatus, JobEvent
+from airflow_spark_async.core.fields import Alias
 from airflow_spark_async.core.links import push_links
 from airflow_spark_async.core.operator import SparkJobFailed, SparkJobOperator, default_deferrable, seconds
 from airflow_spark_async.core.spec import SparkJob
@@ -113,8 +115,13 @@ class AwsArgs:
     verify: bool | str | None
     botocore_config: dict[str, Any] | None
 
-    @staticmethod
-    def _conn_id(aws_conn_id: str | None, conn_id: str | None) -> str:
+    def _init_aws(self, aws_conn_id: str | None, conn_id: str | None, region_name: str | None,
+                  verify: bool | str | None, botocore_config: Mapping[str, Any] | None) -> str:
+        """Keep the AWS arguments (before the core's ``__init__`` reads ``backend_options``) and
+        return the connection id to hand the core."""
+        self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = dict(botocore_config) if botocore_config else None
         if conn_id:
             return conn_id
         if aws_conn_id is None:
@@ -124,15 +131,7 @@ class AwsArgs:
             )
         return aws_conn_id
 
-    def _set_aws(self, region_name: str | None, verify: bool | str | None,
-                 botocore_config: Mapping[str, Any] | None) -> None:
-        self.region_name = region_name
-        self.verify = verify
-        self.botocore_config = dict(botocore_config) if botocore_config else None
-
-    @property
-    def aws_conn_id(self) -> str:
-        return self.conn_id
+    aws_conn_id = Alias("conn_id")
 
     @property
     def backend_options(self) -> dict[str, Any]:
@@ -158,37 +157,24 @@ def _waiter(poll_interval: float | None, waiter_delay: float | None, waiter_max_
     interval = poll_interval if poll_interval is not None else (waiter_delay if waiter_delay is not None
                                                                 else default_delay)
     if job_timeout is None and waiter_max_attempts is not None:
-        if isinstance(waiter_max_attempts, bool) or not isinstance(waiter_max_attempts, int) or waiter_max_attempts < 1:
-            raise ConfigurationError(f"waiter_max_attempts must be an integer >= 1, got {waiter_max_attempts!r}")
-        job_timeout = float(interval) * waiter_max_attempts
+        job_timeout = float(interval) * check_attempts(waiter_max_attempts, "waiter_max_attempts")
     return interval, job_timeout
+
+
+def check_attempts(value: Any, name: str) -> int:
+    """An official ``*max_attempts`` argument, checked: an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
 
 
 class _EmrJobOperator(AwsArgs, SparkJobOperator):
     """The core operator with the AWS arguments. Like every core operator it waits for the job
-    (``deferrable`` chooses where) and returns the job id; the official twins below override
-    :attr:`waits` and :meth:`result` to behave as the amazon provider's operators do."""
+    (``deferrable`` chooses where) and returns the job id; the official twins below override the
+    core's :attr:`waits` and :meth:`result` to behave as the amazon provider's operators do."""
 
     default_conn_id: ClassVar[str] = "aws_default"
     ui_color = "#f9c915"
-
-    @property
-    def waits(self) -> bool:
-        """Whether the task waits for the job (the official operators make it optional)."""
-        return True
-
-    def result(self, job_id: str) -> Any:
-        """The task's return value (XCom) for a job id."""
-        return job_id
-
-    def _wait(self, context: Context, job_id: str, deadline: float | None) -> Any:
-        if self.waits:
-            return super()._wait(context, job_id, deadline)
-        self._finish(context)
-        return self.result(job_id)
-
-    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
-        return self.result(super().execute_complete(context, event))
 
 
 class EmrStepsOperator(_EmrJobOperator):
@@ -247,9 +233,8 @@ class EmrStepsOperator(_EmrJobOperator):
             raise ConfigurationError(f"{type(self).__name__}: give either steps (raw StepConfigs) or job (a SparkJob)")
         check_step_options(action_on_failure=action_on_failure, deploy_mode=deploy_mode)
         self._cluster_id: str | None = None  # resolved in execute (job_flow_name needs the API)
-        self._set_aws(region_name, verify, botocore_config)
-        super().__init__(job=job, conn_id=self._conn_id(aws_conn_id, conn_id), poll_interval=poll_interval,
-                         **kwargs)
+        conn_id = self._init_aws(aws_conn_id, conn_id, region_name, verify, botocore_config)
+        super().__init__(job=job, conn_id=conn_id, poll_interval=poll_interval, **kwargs)
         self.job_flow_id = job_flow_id
         self.job_flow_name = job_flow_name
         self.cluster_states = cluster_states or []
@@ -263,13 +248,12 @@ class EmrStepsOperator(_EmrJobOperator):
 
     def execute(self, context: Context) -> Any:
         self._connection()  # a missing connection fails here, before anything is sent
-        self._cluster_id = self.job_flow_id or run_sync(self._cluster_by_name)
+        self._cluster_id = self.job_flow_id or self.backend_call(self._cluster_by_name)
         if self.do_xcom_push:
             context["ti"].xcom_push(key="job_flow_id", value=self._cluster_id)
         return super().execute(context)
 
-    async def _cluster_by_name(self) -> str:
-        backend = await self._backend()
+    async def _cluster_by_name(self, backend: Backend) -> str:
         return await cluster_id_by_name(backend, str(self.job_flow_name), self.cluster_states)  # type: ignore[arg-type]
 
     def build_job(self, context: Context) -> StepsRequest:  # type: ignore[override]
@@ -313,21 +297,26 @@ class EmrAddStepsOperator(EmrStepsOperator):
     def waits(self) -> bool:
         return bool(self.deferrable or self.wait_for_completion)
 
-    def result(self, job_id: str) -> list[str]:
+    def result(self, context: Context, job_id: str) -> list[str]:
         return list(StepsRef.parse(job_id).step_ids)
 
 
-def _parse_steps(steps: Any) -> list[Mapping[str, Any]]:
-    """Steps as given: a list, or a string holding one (JSON, or a Python literal as the official
-    operator reads it — from XCom or a rendered ``.json`` file)."""
-    if isinstance(steps, str):
+def _parse_literal(text: str, what: str, kind: str) -> Any:
+    """A string argument holding a ``kind`` (list, dict): JSON, or a Python literal as the official
+    operators read it (from XCom or a rendered ``.json`` file)."""
+    try:
+        return json.loads(text)
+    except ValueError:
         try:
-            steps = json.loads(steps)
-        except ValueError:
-            try:
-                steps = ast.literal_eval(steps)
-            except (ValueError, SyntaxError) as exc:
-                raise ConfigurationError(f"steps is a string that is neither JSON nor a Python list: {exc}") from exc
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError) as exc:
+            raise ConfigurationError(f"{what} is a string that is neither JSON nor a Python {kind}: {exc}") from exc
+
+
+def _parse_steps(steps: Any) -> list[Mapping[str, Any]]:
+    """Steps as given: a list, or a string holding one."""
+    if isinstance(steps, str):
+        steps = _parse_literal(steps, "steps", "list")
     if isinstance(steps, Mapping):
         steps = [steps]
     if not isinstance(steps, list) or not steps or not all(isinstance(s, Mapping) for s in steps):
@@ -385,10 +374,10 @@ class EmrCreateJobFlowOperator(_EmrJobOperator):
         if policy is not None and policy not in WAIT_POLICY_STATES:
             raise ConfigurationError(f"wait_policy must be one of {sorted(WAIT_POLICY_STATES)}, got {wait_policy!r}")
         self.wait_policy = policy
-        self._set_aws(region_name, verify, botocore_config)
+        conn_id = self._init_aws(aws_conn_id, conn_id, region_name, verify, botocore_config)
         interval, timeout = _waiter(poll_interval, waiter_delay, waiter_max_attempts, job_timeout, 60.0)
-        super().__init__(conn_id=self._conn_id(aws_conn_id, conn_id), poll_interval=interval, job_timeout=timeout,
-                         deferrable=deferrable, **kwargs)
+        super().__init__(conn_id=conn_id, poll_interval=interval, job_timeout=timeout, deferrable=deferrable,
+                         **kwargs)
         self.emr_conn_id = emr_conn_id
         self.job_flow_overrides = job_flow_overrides or {}
         self.wait_for_completion = policy is not None
@@ -411,7 +400,9 @@ class EmrCreateJobFlowOperator(_EmrJobOperator):
                               self.emr_conn_id)
         overrides = self.job_flow_overrides
         if isinstance(overrides, str):
-            overrides = _parse_mapping(overrides, "job_flow_overrides")
+            overrides = _parse_literal(overrides, "job_flow_overrides", "dict")
+            if not isinstance(overrides, dict):
+                raise ConfigurationError(f"job_flow_overrides must be a dict, got {type(overrides).__name__}")
         config.update(overrides)
         if not config.get("Name"):
             raise ConfigurationError("job_flow_overrides (or the EMR connection's extra) must name the cluster: Name")
@@ -427,19 +418,6 @@ class EmrCreateJobFlowOperator(_EmrJobOperator):
                 self.log.warning("Terminating cluster %s after the failure", ev.job_id)
                 self._cancel(ev.job_id)
             raise
-
-
-def _parse_mapping(text: str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError) as exc:
-            raise ConfigurationError(f"{what} is a string that is neither JSON nor a Python dict: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ConfigurationError(f"{what} must be a dict, got {type(value).__name__}")
-    return value
 
 
 class EmrTerminateJobFlowOperator(AwsArgs, BaseOperator):
@@ -468,9 +446,9 @@ class EmrTerminateJobFlowOperator(AwsArgs, BaseOperator):
         botocore_config: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._set_aws(region_name, verify, botocore_config)
+        conn_id = self._init_aws(aws_conn_id, conn_id, region_name, verify, botocore_config)
         super().__init__(**kwargs)
-        self.conn_id = self._conn_id(aws_conn_id, conn_id)
+        self.conn_id = conn_id
         self.job_flow_id = job_flow_id
         self.poll_interval = seconds(waiter_delay, "waiter_delay")
         _, timeout = _waiter(None, waiter_delay, waiter_max_attempts, None, 60.0)
@@ -562,9 +540,8 @@ class EmrServerlessJobOperator(_EmrJobOperator):
         self.application_id = application_id
         self.execution_role_arn = execution_role_arn
         self.cancel_on_kill = cancel_on_kill
-        self._set_aws(region_name, verify, botocore_config)
-        super().__init__(job=job, conn_id=self._conn_id(aws_conn_id, conn_id), poll_interval=poll_interval,
-                         **kwargs)
+        conn_id = self._init_aws(aws_conn_id, conn_id, region_name, verify, botocore_config)
+        super().__init__(job=job, conn_id=conn_id, poll_interval=poll_interval, **kwargs)
         self.job_driver = job_driver
         self.configuration_overrides = configuration_overrides
         self.client_request_token = client_request_token
@@ -599,11 +576,10 @@ class EmrServerlessJobOperator(_EmrJobOperator):
             extra=extra,
         )
 
-    def _wait(self, context: Context, job_id: str, deadline: float | None) -> Any:
+    def after_submit(self, context: Context, status: JobStatus) -> None:
         if self.enable_application_ui_links:
-            ref = EmrServerlessDashboardLink.reference(self.conn_id, job_id, self.backend_options)
+            ref = EmrServerlessDashboardLink.reference(self.conn_id, status.job_id, self.backend_options)
             context["ti"].xcom_push(key=EmrServerlessDashboardLink().xcom_key, value=ref)
-        return super()._wait(context, job_id, deadline)
 
 
 class EmrServerlessStartJobOperator(EmrServerlessJobOperator):
@@ -635,5 +611,5 @@ class EmrServerlessStartJobOperator(EmrServerlessJobOperator):
     def waits(self) -> bool:
         return bool(self.wait_for_completion)
 
-    def result(self, job_id: str) -> str:
+    def result(self, context: Context, job_id: str) -> str:
         return JobRunRef.parse(job_id).job_run_id

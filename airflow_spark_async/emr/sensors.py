@@ -15,11 +15,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any, ClassVar
 
-from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.sensor import SparkJobSensor
 from airflow_spark_async.emr.ids import JobRunRef, StepsRef
 from airflow_spark_async.emr.links import EmrClusterLink, EmrLogsLink
-from airflow_spark_async.emr.operators import AWS_TEMPLATE_FIELDS, AwsArgs
+from airflow_spark_async.emr.operators import AWS_TEMPLATE_FIELDS, AwsArgs, check_attempts
 from airflow_spark_async.emr.triggers import EmrClusterTrigger, EmrServerlessJobTrigger, EmrStepsTrigger
 
 __all__ = ["EmrJobFlowSensor", "EmrServerlessJobSensor", "EmrStepSensor"]
@@ -52,13 +51,12 @@ class _EmrSensor(AwsArgs, SparkJobSensor):
         botocore_config: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._set_aws(region_name, verify, botocore_config)
-        super().__init__(job_id="", conn_id=self._conn_id(aws_conn_id, conn_id), target_states=target_states,
-                         failure_states=failed_states, deferrable=deferrable, **kwargs)
+        conn_id = self._init_aws(aws_conn_id, conn_id, region_name, verify, botocore_config)
+        super().__init__(job_id="", conn_id=conn_id, target_states=target_states, failure_states=failed_states,
+                         deferrable=deferrable, **kwargs)
         if max_attempts is not None:
-            if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-                raise ConfigurationError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
-            self.timeout = min(float(self.timeout), float(self.poke_interval) * max_attempts)
+            limit = float(self.poke_interval) * check_attempts(max_attempts, "max_attempts")
+            self.timeout = min(float(self.timeout), limit)
         self.max_attempts = max_attempts
 
     @property

@@ -151,7 +151,7 @@ class EmrServerlessBackend(AwsBackend):
         try:
             mine = [
                 info
-                async for item in self.paged("list_job_runs", "jobRuns", ("nextToken", "nextToken"),
+                async for item in self.paged("list_job_runs", "jobRuns", "nextToken",
                                              applicationId=application_id, states=list(ACTIVE_JOB_RUN_STATES))
                 if (tag := parse_tag((info := JobRunInfo.parse(item)).name)) and tag.key == key
             ]
@@ -162,10 +162,12 @@ class EmrServerlessBackend(AwsBackend):
         newest = max(mine, key=lambda info: info.created_at)
         return await self.status(str(newest.ref))
 
-    async def status(self, job_id: str) -> JobStatus:
-        ref = JobRunRef.parse(job_id)
+    async def _job_run(self, ref: JobRunRef) -> JobRunInfo:
         answer = await self.call("get_job_run", applicationId=ref.application_id, jobRunId=ref.job_run_id)
-        return self._status(JobRunInfo.parse(answer.get("jobRun")))
+        return JobRunInfo.parse(answer.get("jobRun"))
+
+    async def status(self, job_id: str) -> JobStatus:
+        return self._status(await self._job_run(JobRunRef.parse(job_id)))
 
     def _status(self, info: JobRunInfo) -> JobStatus:
         state = JOB_RUN_STATES.get(info.state, JobState.PENDING)
@@ -180,7 +182,7 @@ class EmrServerlessBackend(AwsBackend):
         found: dict[str, JobStatus] = {}
         for application_id, wanted in by_application.items():
             pages = math.ceil(len(wanted) / LIST_PAGE) + 1
-            async for item in self.paged("list_job_runs", "jobRuns", ("nextToken", "nextToken"), max_pages=pages,
+            async for item in self.paged("list_job_runs", "jobRuns", "nextToken", max_pages=pages,
                                          applicationId=application_id, states=list(ACTIVE_JOB_RUN_STATES),
                                          maxResults=LIST_PAGE):
                 info = JobRunInfo.parse(item)
@@ -196,17 +198,11 @@ class EmrServerlessBackend(AwsBackend):
     async def logs(self, job_id: str, *, tail_lines: int) -> str | None:
         """Tails of the Spark driver's ``stdout``/``stderr`` from the run's S3 log location."""
         ref = JobRunRef.parse(job_id)
-        answer = await self.call("get_job_run", applicationId=ref.application_id, jobRunId=ref.job_run_id)
-        info = JobRunInfo.parse(answer.get("jobRun"))
+        info = await self._job_run(ref)
         if not info.log_uri:
             return None
         folder = f"{info.log_uri.rstrip('/')}/applications/{ref.application_id}/jobs/{ref.job_run_id}/SPARK_DRIVER"
-        parts = []
-        for stream in ("stdout", "stderr"):
-            tail = await self.s3_tail(f"{folder}/{stream}.gz", tail_lines)
-            if tail:
-                parts.append(f"----- driver {stream} -----\n{tail}")
-        return "\n".join(parts) or None
+        return await self.log_tails(folder, "driver", tail_lines)
 
     async def dashboard_url(self, job_id: str) -> str | None:
         """The run's Spark UI: a one-time URL, valid for an hour, so it is asked for on each click."""
@@ -222,9 +218,5 @@ class EmrServerlessBackend(AwsBackend):
     def _links(self, ref: JobRunRef, log_uri: str | None = None) -> dict[str, str]:
         if not log_uri or not log_uri.startswith("s3://"):
             return {}
-        bucket, _, prefix = log_uri[len("s3://"):].partition("/")
-        prefix = f"{prefix.rstrip('/')}/" if prefix else ""
-        return {
-            "emr_serverless_logs": f"{self.console}/s3/buckets/{bucket}?region={self.region}"
-            f"&prefix={prefix}applications/{ref.application_id}/jobs/{ref.job_run_id}/"
-        }
+        path = f"applications/{ref.application_id}/jobs/{ref.job_run_id}/"
+        return {"emr_serverless_logs": self.s3_console_url(log_uri, path)}

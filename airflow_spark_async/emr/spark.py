@@ -20,13 +20,6 @@ __all__ = ["ACTIONS_ON_FAILURE", "DEPLOY_MODES", "check_step_options", "spark_st
 DEPLOY_MODES = ("cluster", "client")
 ACTIONS_ON_FAILURE = ("CONTINUE", "CANCEL_AND_WAIT", "TERMINATE_CLUSTER", "TERMINATE_JOB_FLOW")
 
-_RESOURCES = (
-    ("driver_memory", "spark.driver.memory"),
-    ("driver_cores", "spark.driver.cores"),
-    ("executor_memory", "spark.executor.memory"),
-    ("executor_cores", "spark.executor.cores"),
-    ("num_executors", "spark.executor.instances"),
-)
 _FILE_FLAGS = (("jars", "--jars"), ("py_files", "--py-files"), ("files", "--files"), ("archives", "--archives"))
 
 
@@ -49,9 +42,7 @@ def spark_submit_options(job: SparkJob, *, driver_env_prefix: str | None) -> lis
         conf["spark.app.name"] = job.name
     if job.packages:
         conf["spark.jars.packages"] = ",".join(job.packages)
-    for field, prop in _RESOURCES:
-        if (value := getattr(job, field)) is not None:
-            conf[prop] = str(value)
+    conf.update(job.resource_properties())
     for name, value in job.env.items():
         if driver_env_prefix:
             conf[f"{driver_env_prefix}.{name}"] = value

@@ -139,24 +139,24 @@ class _StepBatcher:
 
     def __init__(self, client: AwsClient) -> None:
         self.client = client
+        #: cluster id -> step id -> futures, until that cluster's flush task takes them
         self._pending: dict[str, dict[str, list[asyncio.Future[StepInfo | None]]]] = {}
-        self._flushing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()  # the loop only keeps weak references to tasks
         #: cluster id -> monotonic time it was last described (liveness checks)
         self.checked: dict[str, float] = {}
 
     async def steps(self, cluster_id: str, step_ids: Iterable[str]) -> dict[str, StepInfo | None]:
         loop = asyncio.get_running_loop()
-        waiting = self._pending.setdefault(cluster_id, {})
+        waiting = self._pending.get(cluster_id)
+        if waiting is None:  # no flush of this cluster is scheduled yet
+            waiting = self._pending[cluster_id] = {}
+            task = loop.create_task(self._flush(cluster_id), name=f"emr-steps-{cluster_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         futures: dict[str, asyncio.Future[StepInfo | None]] = {}
         for step_id in step_ids:
             futures[step_id] = future = loop.create_future()
             waiting.setdefault(step_id, []).append(future)
-        if cluster_id not in self._flushing:
-            self._flushing.add(cluster_id)
-            task = loop.create_task(self._flush(cluster_id), name=f"emr-steps-{cluster_id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
         # gather, not one await after another: a failed chunk fails several futures at once, and
         # gather marks every one of their exceptions as retrieved
         return dict(zip(futures, await asyncio.gather(*futures.values()), strict=True))
@@ -165,7 +165,6 @@ class _StepBatcher:
         # A task starts one loop iteration after it was created, so every question asked in the
         # iteration that created it (a gather of triggers or of the watcher's fallback) is here.
         waiting = self._pending.pop(cluster_id, {})
-        self._flushing.discard(cluster_id)
         ids = list(waiting)
         chunks = [ids[i:i + LIST_STEPS_MAX_IDS] for i in range(0, len(ids), LIST_STEPS_MAX_IDS)]
         results = await asyncio.gather(*(self._list(cluster_id, chunk) for chunk in chunks), return_exceptions=True)
@@ -271,7 +270,7 @@ class EmrStepsBackend(AwsBackend):
         return self._aggregate(ref, {i.id: i for i in found.values()})
 
     async def _listed(self, cluster_id: str, **filters: Any) -> Any:
-        async for item in self.paged("list_steps", "Steps", ("Marker", "Marker"), ClusterId=cluster_id, **filters):
+        async for item in self.paged("list_steps", "Steps", "Marker", ClusterId=cluster_id, **filters):
             yield StepInfo.parse(item)
 
     # -- watch -------------------------------------------------------------------------------
@@ -302,7 +301,8 @@ class EmrStepsBackend(AwsBackend):
             else:
                 listed[cluster_id] = await self._check_cluster(cluster_id, result)
         if errors and not listed:
-            raise errors[0]  # the watcher notes it (throttling slows it down) and asks job by job
+            # the watcher notes it: throttling holds every trigger back, other errors are asked job by job
+            raise errors[0]
         found: dict[str, JobStatus] = {}
         for job_id, ref in refs.items():
             if ref.cluster_id in listed:
@@ -406,12 +406,7 @@ class EmrStepsBackend(AwsBackend):
             if not cluster.log_uri:
                 return None
             folder = f"{cluster.log_uri.rstrip('/')}/{ref.cluster_id}/steps/{step.id}".replace("s3n://", "s3://")
-        parts = []
-        for stream in ("stdout", "stderr"):
-            tail = await self.s3_tail(f"{folder}/{stream}.gz", tail_lines)
-            if tail:
-                parts.append(f"----- step {step.id} {stream} -----\n{tail}")
-        return "\n".join(parts) or None
+        return await self.log_tails(folder, f"step {step.id}", tail_lines)
 
     def links(self, job_id: str) -> dict[str, str]:
         return self._links(StepsRef.parse(job_id))

@@ -4,14 +4,12 @@
 ``LivyBatchSensor`` every argument of its ``LivySensor``; both wait in the triggerer. See
 docs/livy.md for the connection, the migration and the differences that remain.
 
-Names are imported lazily: Airflow imports ``provider_info`` from this package while its own
-configuration is still loading, so this module must not import Airflow at import time.
+Names are imported lazily (see :mod:`airflow_spark_async.core.lazy`).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from airflow_spark_async.core.lazy import lazy_exports
 
 _EXPORTS = {
     "LivyBatchOperator": "operators",
@@ -22,8 +20,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -108,7 +108,7 @@ class LivyBatch:
         )
 
     def carries(self, key: str) -> bool:
-        return bool(self.name) and key in str(self.name)
+        return self.name is not None and key in self.name
 
 
 def batch_name(base: str, key: str, attempt: int = 0) -> str:
@@ -273,12 +273,12 @@ class LivyBackend(Backend):
         guess for the next cycle, which makes the steady state one request."""
         size = self.page_size
         start = max(0, self._total_hint - size)
-        data = await self._list(start, size)
-        if start + len(data[1]) < data[0]:  # more batches than last time: jump to the real tail
-            start = max(0, data[0] - size)
-            data = await self._list(start, size)
-        self._total_hint = data[0]
-        yield data[1][::-1]
+        total, sessions = await self._list(start, size)
+        if start + len(sessions) < total:  # more batches than last time: jump to the real tail
+            start = max(0, total - size)
+            total, sessions = await self._list(start, size)
+        self._total_hint = total
+        yield sessions[::-1]
         while start > 0:
             # Going backwards: a batch garbage-collected meanwhile shifts older ones left, which can
             # only repeat a batch on the next page, never skip one.
@@ -334,10 +334,8 @@ class LivyBackend(Backend):
         while collected < tail_lines and cursor != 0:
             params = {"size": size} if cursor is None else {"from": max(0, cursor - size), "size": min(size, cursor)}
             data = await self._call("GET", f"/batches/{batch_id}/log", params=params, not_found_ok=True)
-            if not isinstance(data, Mapping) or not isinstance(data.get("log"), list):
-                break
-            if not data["log"]:
-                break
+            if not isinstance(data, Mapping) or not isinstance(data.get("log"), list) or not data["log"]:
+                break  # gone (404), malformed, or nothing (more) to read
             cursor = int(data.get("from") or 0)
             lines = [str(line) for line in data["log"] if not _is_marker(str(line))]
             chunks.append(lines)

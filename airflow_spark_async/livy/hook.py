@@ -35,11 +35,20 @@ from airflow.sdk import BaseHook
 from yarl import URL
 
 from airflow_spark_async.core.errors import ConfigurationError
+from airflow_spark_async.core.fields import from_known_fields
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["CONN_TYPE", "DEFAULT_CONN_ID", "LivyHook", "LivyOptions", "LivySettings", "auth_type_name"]
+__all__ = [
+    "CONN_TYPE",
+    "DEFAULT_CONN_ID",
+    "LivyHook",
+    "LivyOptions",
+    "LivySettings",
+    "auth_type_name",
+    "resolve_conn_id",
+]
 
 CONN_TYPE = "livy"
 DEFAULT_CONN_ID = "livy_default"
@@ -92,6 +101,14 @@ def _prefix(value: Any) -> str:
     """``/gateway/default/livy/v1`` from any spelling (``gateway/default/livy/v1/``…), or ``""``."""
     text = str(value or "").strip().strip("/")
     return f"/{text}" if text else ""
+
+
+def resolve_conn_id(conn_id: str | None, livy_conn_id: str | None, what: str) -> str:
+    """The connection of a Livy operator or sensor: ``conn_id`` and the official ``livy_conn_id`` are
+    one setting, so they must not disagree; with neither, ``livy_default``."""
+    if conn_id and livy_conn_id and conn_id != livy_conn_id:
+        raise ConfigurationError(f"{what}: conn_id={conn_id!r} and livy_conn_id={livy_conn_id!r} differ")
+    return conn_id or livy_conn_id or DEFAULT_CONN_ID
 
 
 def auth_type_name(value: Any) -> str | None:
@@ -167,12 +184,7 @@ class LivyOptions:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> LivyOptions:
-        data = dict(data or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigurationError(f"unknown Livy backend option(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return from_known_fields(cls, data, "Livy backend options")
 
     @classmethod
     def merge_official(

@@ -23,15 +23,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.configuration import conf as airflow_conf
 
 from airflow_spark_async.core.errors import BackendError, ConfigurationError
-from airflow_spark_async.core.events import JobEvent
 from airflow_spark_async.core.ledger import KeyLedger
-from airflow_spark_async.core.links import push_links
 from airflow_spark_async.core.operator import SparkJobOperator
 from airflow_spark_async.core.policy import PollPolicy
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.core.sync import run_sync
-from airflow_spark_async.livy.backend import LivyBackend, LivyBatch, LivyJob
-from airflow_spark_async.livy.hook import DEFAULT_CONN_ID, LivyOptions
+from airflow_spark_async.livy.backend import LivyJob
+from airflow_spark_async.livy.hook import DEFAULT_CONN_ID, LivyOptions, resolve_conn_id
 from airflow_spark_async.livy.links import LivyBatchLink, LivyDriverLogLink, LivySparkUILink
 from airflow_spark_async.livy.triggers import LivyBatchTrigger
 
@@ -261,10 +258,7 @@ class LivyBatchOperator(SparkJobOperator):
                 )
         elif not file:
             raise ConfigurationError(f"LivyBatchOperator {task}: file (the application) or job=SparkJob() is required")
-        if conn_id and livy_conn_id and conn_id != livy_conn_id:
-            raise ConfigurationError(
-                f"LivyBatchOperator {task}: conn_id={conn_id!r} and livy_conn_id={livy_conn_id!r} differ"
-            )
+        conn_id = resolve_conn_id(conn_id, livy_conn_id, f"LivyBatchOperator {task}")
         if polling_interval is not None and poll_interval is not None:
             raise ConfigurationError(f"LivyBatchOperator {task}: give polling_interval or poll_interval, not both")
         #: the official "polling_interval <= 0": submit, return the batch id, do not wait
@@ -275,7 +269,7 @@ class LivyBatchOperator(SparkJobOperator):
         base_policy = poll_policy.to_dict() if isinstance(poll_policy, PollPolicy) else dict(poll_policy or {})
         super().__init__(
             job=job,
-            conn_id=conn_id or livy_conn_id or DEFAULT_CONN_ID,
+            conn_id=conn_id,
             poll_interval=interval,
             poll_policy={**policy_from_retry_args(retry_args), **base_policy},
             deferrable=deferrable,
@@ -338,34 +332,20 @@ class LivyBatchOperator(SparkJobOperator):
 
     # -- waiting and resuming ------------------------------------------------------------------
 
-    def _wait(self, context: Context, job_id: str, deadline: float | None) -> Any:
-        if not self.submit_only:
-            return super()._wait(context, job_id, deadline)
-        self.log.info("polling_interval <= 0: batch %s submitted, not waiting for it", job_id)
-        self._push_app_id(context, job_id)
-        return job_id
+    @property
+    def waits(self) -> bool:
+        """``polling_interval <= 0`` means "submit, do not wait", as in the official operator."""
+        return not self.submit_only
 
-    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
-        """The core's resume, plus the official operator's ``app_id`` XCom. Links known only once the
-        application ran (Spark UI, driver log) are pushed here, on failure too."""
-        ev = JobEvent.from_payload(event)
-        push_links(context, self.link_classes, dict(ev.links))
-        result = super().execute_complete(context, event)
-        self._push_app_id(context, ev.job_id)
-        return result
-
-    def _push_app_id(self, context: Context, job_id: str) -> None:
-        async def fetch() -> LivyBatch:
-            backend = await self._backend()
-            assert isinstance(backend, LivyBackend)
-            return await backend.batch(job_id)
-
+    def result(self, context: Context, job_id: str) -> Any:
+        """The batch id, after pushing the official operator's ``app_id`` XCom."""
         try:
-            app_id = run_sync(fetch).app_id
+            batch = self.backend_call(lambda backend: backend.batch(job_id))  # type: ignore[attr-defined]
         except BackendError as exc:
             self.log.warning("Could not read the application id of batch %s: %s", job_id, exc)
-            return
-        context["ti"].xcom_push(key="app_id", value=app_id)
+        else:
+            context["ti"].xcom_push(key="app_id", value=batch.app_id)
+        return job_id
 
     def kill(self) -> None:
         """Delete the batch of this task (the official operator's public ``kill``)."""

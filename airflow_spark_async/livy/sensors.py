@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.sensor import SparkJobSensor
 from airflow_spark_async.livy.backend import BATCH_STATES
-from airflow_spark_async.livy.hook import DEFAULT_CONN_ID, LivyOptions
+from airflow_spark_async.livy.hook import DEFAULT_CONN_ID, LivyOptions, resolve_conn_id
 from airflow_spark_async.livy.triggers import LivyBatchTrigger
 
 if TYPE_CHECKING:
@@ -55,8 +55,7 @@ class LivyBatchSensor(SparkJobSensor):
         backend_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if conn_id and livy_conn_id and conn_id != livy_conn_id:
-            raise ConfigurationError(f"LivyBatchSensor: conn_id={conn_id!r} and livy_conn_id={livy_conn_id!r} differ")
+        conn_id = resolve_conn_id(conn_id, livy_conn_id, "LivyBatchSensor")
         for states, what in ((target_states, "target_states"), (failure_states, "failure_states")):
             unknown = sorted(set(states or ()) - set(BATCH_STATES))
             if unknown:
@@ -65,7 +64,7 @@ class LivyBatchSensor(SparkJobSensor):
         self.batch_id = batch_id
         super().__init__(
             job_id=batch_id,  # type: ignore[arg-type]  # kept as given: it may be a template or XComArg
-            conn_id=conn_id or livy_conn_id or DEFAULT_CONN_ID,
+            conn_id=conn_id,
             target_states=target_states or [s for s in LIVY_TERMINAL_STATES if s not in (failure_states or ())],
             failure_states=failure_states,
             backend_options=LivyOptions.merge_official(

@@ -3,14 +3,12 @@
 The REST submission server accepts unauthenticated submissions unless protected (Spark 4's
 JWSFilter): never expose it beyond a trusted network.
 
-Names are imported lazily: Airflow imports ``provider_info`` from this package while its own
-configuration is still loading, so this module must not import Airflow at import time.
+Names are imported lazily (see :mod:`airflow_spark_async.core.lazy`).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from airflow_spark_async.core.lazy import lazy_exports
 
 _EXPORTS = {
     "SparkStandaloneSubmitOperator": "operators",
@@ -19,8 +17,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -69,15 +69,7 @@ def build_create_request(job: SparkJob, *, key: str, settings: StandaloneSetting
     ):
         if values := getattr(job, field):
             props[prop] = ",".join(values)
-    for field, prop in (
-        ("driver_memory", "spark.driver.memory"),
-        ("driver_cores", "spark.driver.cores"),
-        ("executor_memory", "spark.executor.memory"),
-        ("executor_cores", "spark.executor.cores"),
-        ("num_executors", "spark.executor.instances"),
-    ):
-        if (value := getattr(job, field)) is not None:
-            props[prop] = str(value)
+    props.update(job.resource_properties())
     props.update(job.conf)
     if job.is_python:
         main_class = PYTHON_RUNNER

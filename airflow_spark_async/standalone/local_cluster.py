@@ -72,7 +72,6 @@ import importlib.util
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -90,6 +89,8 @@ from types import TracebackType
 from typing import Any
 
 import psutil
+
+from airflow_spark_async.core.spec import MEMORY_SIZE
 
 __all__ = [
     "DEFAULT_WORKDIR",
@@ -148,7 +149,6 @@ _SCRUBBED_ENV = (
 
 _STATE_FILE = "cluster.json"
 _ROLES = ("master", "worker")
-_MEMORY_RE = re.compile(r"\d+[kmgtp]?b?", re.IGNORECASE)
 
 
 class LocalClusterError(RuntimeError):
@@ -248,7 +248,7 @@ class LocalSparkCluster:
             raise LocalClusterError(f"the four ports must differ, got {ports}")
         if self.worker_cores < 1:
             raise LocalClusterError(f"worker_cores must be >= 1, got {self.worker_cores}")
-        if not _MEMORY_RE.fullmatch(self.worker_memory):
+        if not MEMORY_SIZE.match(self.worker_memory):
             raise LocalClusterError(
                 f"worker_memory must look like '2g' or '512m', got {self.worker_memory!r}"
             )

@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_spark_async.core.http import close_loop_sessions
 from airflow_spark_async.core.operator import SparkJobOperator
+from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.trigger import SparkJobTrigger
 from tests.servers.fault_proxy import FaultProxy
 
@@ -70,6 +71,24 @@ class Harness:
 
     def cancels(self) -> int:
         return self.count(self.cancel_method, self.cancel_path)
+
+
+def sleep_args(kind: str, seconds: float) -> list[str]:
+    """Arguments of ``tests/apps/sleep_then_exit.py``: run ``seconds``, then succeed or fail."""
+    return [str(seconds), "0" if kind == "succeed" else "3"]
+
+
+def operator_factory(operator_cls: Callable[..., SparkJobOperator], application: str,
+                     **fixed: Any) -> Callable[..., SparkJobOperator]:
+    """The ``make_operator`` of a backend whose operator takes a :class:`SparkJob`: the sleep app
+    at ``application``, polled every second, deferrable, plus the backend's ``fixed`` arguments."""
+
+    def make_operator(task_id: str, kind: str, seconds: float, **overrides: Any) -> SparkJobOperator:
+        job = SparkJob(application=application, args=sleep_args(kind, seconds))
+        kwargs = {"task_id": task_id, "job": job, "poll_interval": 1.0, "deferrable": True, **fixed, **overrides}
+        return operator_cls(**kwargs)
+
+    return make_operator
 
 
 def rebuild(trigger: SparkJobTrigger) -> SparkJobTrigger:

@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -44,6 +43,8 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+
+from tests.servers.background import free_port
 
 __all__ = [
     "TERMINAL_DAG_RUN_STATES",
@@ -119,17 +120,6 @@ class AirflowStackError(AssertionError):
 
     Subclasses ``AssertionError`` so pytest shows it as a test failure, not as an error in the harness.
     """
-
-
-def free_port() -> int:
-    """Return a currently free TCP port on the loopback interface.
-
-    There is an unavoidable window between closing the probe socket and the component binding the
-    port; on a CI worker that is running one stack at a time that is good enough.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _airflow_argv() -> list[str]:
@@ -956,6 +946,12 @@ class AirflowStack:
         self.stop_component("triggerer")
         self.start_triggerer()
         self.wait_until(running, timeout=2 * timeout, description=f"trigger of {task_id} running after restart")
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str) -> Any:
+        """A task's XCom value through the REST API, decoded from JSON where it is JSON text."""
+        path = f"{self._ti_path(dag_id, run_id, task_id)}/xcomEntries/{self._q(key)}"
+        value = self.api("GET", path, params={"deserialize": True})["value"]
+        return json.loads(value) if isinstance(value, str) and value[:1] in "[{\"" else value
 
     def set_task_state(
         self, dag_id: str, run_id: str, task_id: str, new_state: str, *, map_index: int = -1

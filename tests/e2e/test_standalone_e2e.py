@@ -91,10 +91,7 @@ def _triggerer_of_trigger(stack: AirflowStack) -> int | None:
 
 
 def _job_id(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> str:
-    path = (f"/api/v2/dags/{dag_id}/dagRuns/{stack._q(run_id)}/taskInstances/{task_id}"
-            "/xcomEntries/job_id")
-    value = stack.api("GET", path)["value"]
-    return str(value).strip('"')
+    return str(stack.xcom(dag_id, run_id, task_id, "job_id"))
 
 
 def test_a_worker_slots_are_free_while_jobs_run(stack: AirflowStack, spark_cluster: Any) -> None:

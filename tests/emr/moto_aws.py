@@ -34,6 +34,7 @@ it records which access key signed each request.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import json
@@ -49,7 +50,9 @@ from moto.backends import get_backend
 from moto.core.utils import utcnow
 from moto.server import ThreadedMotoServer
 
-from tests.servers.fault_proxy import Fault, FaultProxy, free_port
+from airflow_spark_async.core.http import close_loop_sessions
+from tests.servers.background import free_port
+from tests.servers.fault_proxy import Fault, FaultProxy
 
 __all__ = ["ACCOUNT", "APP", "AwsFaultProxy", "MotoAws", "aws_fault"]
 
@@ -505,3 +508,17 @@ def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "co
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def start_then_kill(trigger: Any, after: float = 0.5) -> None:
+    """Run ``trigger`` for ``after`` seconds, then do what the triggerer does when a user kills its
+    task: cancel the run and call ``on_kill``."""
+
+    async def run() -> None:
+        task = asyncio.create_task(anext(trigger.run()))
+        await asyncio.sleep(after)
+        task.cancel()
+        await trigger.on_kill()
+        await close_loop_sessions()
+
+    asyncio.run(run())

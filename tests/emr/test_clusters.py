@@ -3,14 +3,12 @@ step whose cluster is terminated under it."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from airflow_spark_async.core.http import close_loop_sessions
 from airflow_spark_async.core.ledger import MemoryLedger
 from airflow_spark_async.core.operator import SparkJobFailed
 from airflow_spark_async.emr.clusters import KEY_TAG
@@ -18,7 +16,7 @@ from airflow_spark_async.emr.ids import StepsRef
 from airflow_spark_async.emr.operators import EmrCreateJobFlowOperator, EmrStepsOperator, EmrTerminateJobFlowOperator
 from airflow_spark_async.emr.sensors import EmrJobFlowSensor, EmrStepSensor
 from tests.conformance.harness import FakeTI, defer, rebuild, run_to_end, run_trigger
-from tests.emr.moto_aws import LOG_BUCKET, MotoAws
+from tests.emr.moto_aws import LOG_BUCKET, MotoAws, start_then_kill
 from tests.emr.test_steps import _raw_step
 
 
@@ -97,14 +95,7 @@ def test_killing_the_create_task_terminates_its_cluster(aws: MotoAws, conn_id: s
     try:
         trigger = rebuild(defer(op, _ti("create")))
 
-        async def start_then_kill() -> None:
-            task = asyncio.create_task(anext(trigger.run()))
-            await asyncio.sleep(0.5)
-            task.cancel()
-            await trigger.on_kill()
-            await close_loop_sessions()
-
-        asyncio.run(start_then_kill())
+        start_then_kill(trigger)
     finally:
         aws.startup_seconds = 1.0
     assert aws.emr.clusters[trigger.job_id].state == "TERMINATED"

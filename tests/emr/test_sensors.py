@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from airflow_spark_async.core.http import close_loop_sessions
 from airflow_spark_async.core.operator import SparkJobFailed
 from airflow_spark_async.emr.sensors import EmrServerlessJobSensor, EmrStepSensor
 from tests.conformance.harness import FakeTI, rebuild, run_trigger
-from tests.emr.moto_aws import APP, ROLE, MotoAws, wait_until
+from tests.emr.moto_aws import APP, ROLE, MotoAws, start_then_kill, wait_until
 from tests.emr.test_steps import _raw_step
 
 
@@ -72,14 +70,7 @@ def test_killing_a_sensor_never_cancels_the_step_it_watches(aws: MotoAws, conn_i
     trigger = _deferred(EmrStepSensor(task_id="watch", aws_conn_id=conn_id, job_flow_id=cluster_id,
                                       step_id=step_id, poke_interval=1))
 
-    async def start_then_kill() -> None:
-        task = asyncio.create_task(anext(trigger.run()))
-        await asyncio.sleep(0.5)
-        task.cancel()
-        await trigger.on_kill()
-        await close_loop_sessions()
-
-    asyncio.run(start_then_kill())
+    start_then_kill(trigger)
     assert aws.proxy.ops("CancelSteps") == 0 and aws.step(cluster_id, step_id).state == "RUNNING"
     aws.set_step(aws.step(cluster_id, step_id), "CANCELLED")
 

@@ -16,7 +16,7 @@ from airflow_spark_async.emr.links import EmrServerlessDashboardLink
 from airflow_spark_async.emr.operators import EmrServerlessJobOperator, EmrServerlessStartJobOperator
 from airflow_spark_async.emr.spark import spark_submit_driver
 from tests.conformance.harness import FakeTI, defer, rebuild, run_to_end, run_trigger
-from tests.emr.moto_aws import APP, ROLE, MotoAws
+from tests.emr.moto_aws import APP, ROLE, MotoAws, start_then_kill
 
 
 def _ti(task: str) -> FakeTI:
@@ -96,14 +96,7 @@ def test_cancel_on_kill_false_leaves_the_run_alone(aws: MotoAws, conn_id: str, a
     trigger = rebuild(defer(op, _ti("keep")))
     assert trigger.owns_job is False
 
-    async def start_then_kill() -> None:
-        task = asyncio.create_task(anext(trigger.run()))
-        await asyncio.sleep(0.5)
-        task.cancel()
-        await trigger.on_kill()
-        await close_loop_sessions()
-
-    asyncio.run(start_then_kill())
+    start_then_kill(trigger)
     assert aws.proxy.ops("CancelJobRun") == 0
     ref = JobRunRef.parse(trigger.job_id)
     aws.job_run(ref.application_id, ref.job_run_id).state = "CANCELLED"

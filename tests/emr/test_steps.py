@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from typing import Any
@@ -20,7 +19,7 @@ from airflow_spark_async.emr.operators import EmrAddStepsOperator, EmrStepsOpera
 from airflow_spark_async.emr.spark import spark_step
 from airflow_spark_async.emr.steps import EmrStepsBackend
 from tests.conformance.harness import FakeTI, defer, rebuild, run_to_end, run_trigger
-from tests.emr.moto_aws import APP, MotoAws, wait_until
+from tests.emr.moto_aws import APP, MotoAws, start_then_kill, wait_until
 
 
 def _ti(task: str = "steps") -> FakeTI:
@@ -159,14 +158,7 @@ def test_kill_sends_cancel_steps_with_send_interrupt_for_every_step(aws: MotoAws
                           steps=[_raw_step("a", 60), _raw_step("b", 60)])
     trigger = rebuild(defer(op, _ti("kill")))
 
-    async def start_then_kill() -> None:
-        task = asyncio.create_task(anext(trigger.run()))
-        await asyncio.sleep(1)
-        task.cancel()
-        await trigger.on_kill()
-        await close_loop_sessions()
-
-    asyncio.run(start_then_kill())
+    start_then_kill(trigger, after=1)
     ref = StepsRef.parse(trigger.job_id)
     [request] = aws.cancel_requests[-1:]
     assert request == {"ClusterId": cluster_id, "StepIds": list(ref.step_ids),

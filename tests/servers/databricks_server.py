@@ -39,7 +39,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.servers.fault_proxy import free_port
+from tests.servers.background import BackgroundServer
 
 __all__ = ["DatabricksServer", "Phase", "ServerFault", "validate_body"]
 
@@ -232,7 +232,7 @@ class ServerFault:
     lose_answer: bool = False
 
 
-class DatabricksServer:
+class DatabricksServer(BackgroundServer):
     """``with DatabricksServer() as server:``; point a ``databricks`` connection at ``server.url``.
 
     :param pat: the personal access token it accepts.
@@ -258,8 +258,8 @@ class DatabricksServer:
         tasks_page_size: int = 100,
         default_seconds: float = 1.0,
     ) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__()
+        self.url = self.origin
         self.pat, self.client_id, self.client_secret = pat, client_id, client_secret
         self.azure_client_id, self.azure_client_secret = azure_client_id, azure_client_secret
         self.username, self.password = username, password
@@ -280,9 +280,6 @@ class DatabricksServer:
         self._faults: list[ServerFault] = []
         self._ids = itertools.count(1001)
         self._lock = threading.RLock()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
         self._submit, self._run_now = _sdk_methods()
 
     # -- control from tests -----------------------------------------------------------------
@@ -331,19 +328,9 @@ class DatabricksServer:
             state = self._run_state(self.runs[int(run_id)], time.time())
             return state.result or state.life_cycle
 
-    # -- life cycle ---------------------------------------------------------------------------
+    # -- serving ------------------------------------------------------------------------------
 
-    def __enter__(self) -> DatabricksServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
-    async def _start(self) -> None:
+    def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/.well-known/databricks-config", self._host_metadata)
         app.router.add_get("/oidc/.well-known/oauth-authorization-server", self._oidc_discovery)
@@ -359,13 +346,7 @@ class DatabricksServer:
             app.router.add_post(f"{base}/runs/cancel-all", self._runs_cancel_all)
             app.router.add_get(f"{base}/runs/list", self._runs_list)
             app.router.add_get(f"{base}/list", self._jobs_list)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def _stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
+        return app
 
     # -- middleware: recording, faults, auth --------------------------------------------------
 
@@ -536,17 +517,28 @@ class DatabricksServer:
                         return run, task
         return None, None
 
+    @staticmethod
+    def _params(request: web.Request) -> Mapping[str, str]:
+        """The parameters of a GET: its query string, over a JSON body — which the real API also
+        reads, and which the official provider's async hook sends instead of a query string."""
+        body = request[BODY]
+        if not isinstance(body, Mapping):
+            return request.query
+        fields = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in body.items()}
+        return {**fields, **request.query}
+
     def _missing(self, run_id: Any) -> web.Response:
         # What the real API answers for an unknown run (not a 404).
         return self._error(400, "INVALID_PARAMETER_VALUE", f"Run {run_id} does not exist.")
 
     async def _runs_get(self, request: web.Request) -> web.Response:
-        run, task = self._find(request, request.query.get("run_id"))
+        q = self._params(request)
+        run, task = self._find(request, q.get("run_id"))
         if run is None or task is not None:
-            return self._missing(request.query.get("run_id"))
+            return self._missing(q.get("run_id"))
         now = time.time()
         data = self._run_json(run, now, with_tasks=True)
-        start = int(request.query.get("page_token") or 0)
+        start = int(q.get("page_token") or 0)
         tasks = data["tasks"]
         data["tasks"] = tasks[start:start + self.tasks_page_size]
         if start + self.tasks_page_size < len(tasks):
@@ -555,9 +547,10 @@ class DatabricksServer:
         return web.json_response(data)
 
     async def _runs_get_output(self, request: web.Request) -> web.Response:
-        run, task = self._find(request, request.query.get("run_id"))
+        run_id = self._params(request).get("run_id")
+        run, task = self._find(request, run_id)
         if run is None:
-            return self._missing(request.query.get("run_id"))
+            return self._missing(run_id)
         if task is None:
             if len(run.tasks) != 1:
                 return self._error(400, "INVALID_PARAMETER_VALUE", "Retrieving the output of runs with multiple tasks "
@@ -604,7 +597,7 @@ class DatabricksServer:
         return web.json_response({})
 
     async def _runs_list(self, request: web.Request) -> web.Response:
-        q = request.query
+        q = self._params(request)
         active_only, completed_only = q.get("active_only") == "true", q.get("completed_only") == "true"
         if active_only and completed_only:
             return self._error(400, "INVALID_PARAMETER_VALUE", "active_only and completed_only cannot both be true")
@@ -636,7 +629,7 @@ class DatabricksServer:
         return web.json_response(answer)
 
     async def _jobs_list(self, request: web.Request) -> web.Response:
-        q = request.query
+        q = self._params(request)
         limit = int(q.get("limit") or 20)
         if not 1 <= limit <= 100:
             return self._error(400, "INVALID_PARAMETER_VALUE", f"limit must be between 1 and 100, got {limit}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,13 +22,9 @@ from contextlib import contextmanager
 import aiohttp
 from aiohttp import web
 
-__all__ = ["Fault", "FaultProxy", "free_port"]
+from tests.servers.background import BackgroundServer
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["Fault", "FaultProxy"]
 
 
 @dataclasses.dataclass
@@ -48,20 +43,17 @@ class Fault:
     delay: float = 0.0
 
 
-class FaultProxy:
+class FaultProxy(BackgroundServer):
     """Start with ``with FaultProxy(upstream) as proxy:``; point clients at ``proxy.url``."""
 
     def __init__(self, upstream: str) -> None:
+        super().__init__()
         self.upstream = upstream.rstrip("/")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = self.origin
         self.requests: list[tuple[str, str]] = []
         self.injected: list[tuple[str, str]] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
     # -- control from the test ----------------------------------------------------------
@@ -89,29 +81,14 @@ class FaultProxy:
             with self._lock:
                 self._faults.clear()
 
-    # -- life cycle ---------------------------------------------------------------------
+    # -- serving ------------------------------------------------------------------------
 
-    def __enter__(self) -> FaultProxy:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
-    async def _start(self) -> None:
-        self._session = aiohttp.ClientSession()
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return app
 
-    async def _stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
+    async def on_stop(self) -> None:
         if self._session:
             await self._session.close()
 
@@ -144,7 +121,8 @@ class FaultProxy:
                 return web.Response(status=200, text="<html>proxy error</html>", content_type="text/html")
             if fault.kind == "slow":
                 await asyncio.sleep(fault.delay)
-        assert self._session is not None
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
         async with self._session.request(

@@ -57,7 +57,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.servers.fault_proxy import free_port
+from tests.servers.background import BackgroundServer
 
 __all__ = ["CREATE_FIELDS", "TERMINAL", "LivyServer", "Step"]
 
@@ -157,7 +157,7 @@ def _error_page(status: int, reason: str, headers: Mapping[str, str] | None = No
     return web.Response(status=status, text=body, content_type="text/html", headers=headers)
 
 
-class LivyServer:
+class LivyServer(BackgroundServer):
     """Start with ``with LivyServer(...) as livy:``; clients use ``livy.origin`` + ``livy.prefix``.
 
     :param spark_master: run batches as real applications on this standalone master; ``None``
@@ -192,9 +192,7 @@ class LivyServer:
         self.state_retain = state_retain
         self.default_script = tuple(default_script)
         self.spark_conf = {**SPARK_DEFAULTS, **(spark_conf or {})}
-        self.port = port or free_port()
-        self.ssl_context = ssl_context
-        self.origin = f"{'https' if ssl_context else 'http'}://127.0.0.1:{self.port}"
+        super().__init__(port=port, ssl_context=ssl_context, thread_name="livy-test-server")
         #: every request as (method, path with query), for tests to count, and its headers
         self.requests: list[tuple[str, str]] = []
         self.request_headers: list[dict[str, str]] = []
@@ -206,9 +204,6 @@ class LivyServer:
         self._next_id = 0
         self._scripts: list[tuple[re.Pattern[str] | None, tuple[Step, ...]]] = []
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="livy-test-server", daemon=True)
-        self._runner: web.AppRunner | None = None
         self._conf_dir = tempfile.mkdtemp(prefix="livy-test-spark-conf-")
 
     @property
@@ -257,24 +252,13 @@ class LivyServer:
         """Kill every running batch (end of a test module)."""
         self._call(self._kill_all())
 
-    # -- life cycle -------------------------------------------------------------------------------
+    # -- serving ----------------------------------------------------------------------------------
 
-    def __enter__(self) -> LivyServer:
-        self._thread.start()
-        self._call(self._start())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
+    async def on_stop(self) -> None:
         with contextlib.suppress(Exception):
-            self._call(self._kill_all())
-        self._call(self._stop())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+            await self._kill_all()
 
-    def _call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=60)
-
-    async def _start(self) -> None:
+    def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         p = self.prefix
         app.router.add_post(f"{p}/batches", self._create)
@@ -284,13 +268,7 @@ class LivyServer:
         app.router.add_get(f"{p}/batches/{{id}}/log", self._log)
         app.router.add_delete(f"{p}/batches/{{id}}", self._delete)
         app.router.add_get(f"{p}/ui/batch/{{id}}/log", self._ui_log)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context).start()
-
-    async def _stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
+        return app
 
     # -- cross-cutting: record, authenticate, CSRF, garbage-collect ------------------------------
 

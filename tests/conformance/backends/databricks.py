@@ -18,17 +18,13 @@ import pytest
 from airflow_spark_async.core.ledger import MemoryLedger
 from airflow_spark_async.core.operator import SparkJobOperator
 from airflow_spark_async.databricks.operators import DatabricksRunNowOperator, DatabricksSubmitRunOperator
-from tests.conformance.harness import Harness
+from tests.conformance.harness import Harness, sleep_args
 from tests.servers.databricks_server import DatabricksServer
 from tests.servers.fault_proxy import FaultProxy
 
 APP = "dbfs:/apps/sleep_then_exit.py"  # the server runs it as tests/apps/sleep_then_exit.py would
 CLUSTER = {"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "num_workers": 1}
 JOB_NAME = "conformance sleep_then_exit"
-
-
-def _params(kind: str, seconds: float) -> list[str]:
-    return [f"{seconds:g}", "0" if kind == "succeed" else "3"]
 
 
 @contextlib.contextmanager
@@ -51,11 +47,11 @@ def databricks_harness_for(operator: str) -> Iterator[Harness]:
                                       "deferrable": True, "ledger": ledger, "databricks_retry_delay": 0.1}
             if operator == "submit":
                 return DatabricksSubmitRunOperator(
-                    spark_python_task={"python_file": APP, "parameters": _params(kind, seconds)},
+                    spark_python_task={"python_file": APP, "parameters": sleep_args(kind, seconds)},
                     new_cluster=CLUSTER,
                     **{**common, **overrides},
                 )
-            return DatabricksRunNowOperator(job_name=JOB_NAME, python_params=_params(kind, seconds),
+            return DatabricksRunNowOperator(job_name=JOB_NAME, python_params=sleep_args(kind, seconds),
                                             **{**common, **overrides})
 
         yield Harness(

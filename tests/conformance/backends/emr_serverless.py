@@ -4,14 +4,12 @@ an AWS-aware fault proxy (see tests/emr/moto_aws.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.emr.ids import JobRunRef
 from airflow_spark_async.emr.operators import EmrServerlessJobOperator
-from tests.conformance.harness import Harness
+from tests.conformance.harness import Harness, operator_factory
 from tests.emr.moto_aws import APP, LOG_BUCKET, ROLE, MotoAws
 
 
@@ -22,19 +20,10 @@ def emr_serverless_harness() -> Iterator[Harness]:
         application_id = aws.create_application("conformance")
         logs = {"monitoringConfiguration": {"s3MonitoringConfiguration": {"logUri": f"s3://{LOG_BUCKET}/serverless/"}}}
 
-        def make_operator(task_id: str, kind: str, seconds: float, **overrides: Any) -> EmrServerlessJobOperator:
-            kwargs: dict[str, Any] = {
-                "task_id": task_id,
-                "aws_conn_id": conn_id,
-                "application_id": application_id,
-                "execution_role_arn": ROLE,
-                "job": SparkJob(application=APP, args=[str(seconds), "0" if kind == "succeed" else "3"]),
-                "configuration_overrides": logs,
-                "poll_interval": 1.0,
-                "deferrable": True,
-                **overrides,
-            }
-            return EmrServerlessJobOperator(**kwargs)
+        make_operator = operator_factory(
+            EmrServerlessJobOperator, APP, aws_conn_id=conn_id, application_id=application_id,
+            execution_role_arn=ROLE, configuration_overrides=logs,
+        )
 
         def remote_state(job_id: str) -> str:
             ref = JobRunRef.parse(job_id)

@@ -4,14 +4,12 @@ proxy (see tests/emr/moto_aws.py for what moto cannot do and how the proxy fills
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.emr.ids import StepsRef
 from airflow_spark_async.emr.operators import EmrStepsOperator
-from tests.conformance.harness import Harness
+from tests.conformance.harness import Harness, operator_factory
 from tests.emr.moto_aws import APP, MotoAws
 
 
@@ -21,17 +19,7 @@ def emr_steps_harness() -> Iterator[Harness]:
     with MotoAws() as aws, aws.connection(conn_id):
         cluster_id = aws.create_cluster("conformance")
 
-        def make_operator(task_id: str, kind: str, seconds: float, **overrides: Any) -> EmrStepsOperator:
-            kwargs: dict[str, Any] = {
-                "task_id": task_id,
-                "aws_conn_id": conn_id,
-                "job_flow_id": cluster_id,
-                "job": SparkJob(application=APP, args=[str(seconds), "0" if kind == "succeed" else "3"]),
-                "poll_interval": 1.0,
-                "deferrable": True,
-                **overrides,
-            }
-            return EmrStepsOperator(**kwargs)
+        make_operator = operator_factory(EmrStepsOperator, APP, aws_conn_id=conn_id, job_flow_id=cluster_id)
 
         def remote_state(job_id: str) -> str:
             ref = StepsRef.parse(job_id)

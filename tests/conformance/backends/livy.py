@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.livy.operators import LivyBatchOperator
-from tests.conformance.harness import Harness
+from tests.conformance.harness import Harness, operator_factory
 from tests.conftest import APPS
 from tests.servers.fault_proxy import FaultProxy
 from tests.servers.livy_server import LivyServer
@@ -29,20 +28,7 @@ def livy_harness(spark_cluster: Any) -> Iterator[Harness]:
     with LivyServer(spark_master=spark_cluster.master_url) as livy, FaultProxy(livy.origin) as proxy:
         os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = livy_conn_json(proxy.port)
 
-        def make_operator(task_id: str, kind: str, seconds: float, **overrides: Any) -> LivyBatchOperator:
-            job = SparkJob(
-                application=f"file://{APPS}/sleep_then_exit.py",
-                args=[str(seconds), "0" if kind == "succeed" else "3"],
-            )
-            kwargs: dict[str, Any] = {
-                "task_id": task_id,
-                "conn_id": conn_id,
-                "job": job,
-                "poll_interval": 1.0,
-                "deferrable": True,
-                **overrides,
-            }
-            return LivyBatchOperator(**kwargs)
+        make_operator = operator_factory(LivyBatchOperator, f"file://{APPS}/sleep_then_exit.py", conn_id=conn_id)
 
         yield Harness(
             name="livy",

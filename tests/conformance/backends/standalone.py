@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 from airflow_spark_async.core.ledger import MemoryLedger
-from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.standalone.operators import SparkStandaloneSubmitOperator
-from tests.conformance.harness import Harness
+from tests.conformance.harness import Harness, operator_factory
 from tests.conftest import APPS, standalone_conn_json
 from tests.servers.fault_proxy import FaultProxy
 
@@ -26,21 +25,9 @@ def standalone_harness(spark_cluster: Any) -> Iterator[Harness]:
     with FaultProxy(spark_cluster.rest_url) as rest, FaultProxy(spark_cluster.ui_url) as ui:
         os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = standalone_conn_json(rest.url, ui.url, spark_cluster.master_url)
 
-        def make_operator(task_id: str, kind: str, seconds: float, **overrides: Any) -> SparkStandaloneSubmitOperator:
-            job = SparkJob(
-                application=f"file://{APPS}/sleep_then_exit.py",
-                args=[str(seconds), "0" if kind == "succeed" else "3"],
-            )
-            kwargs: dict[str, Any] = {
-                "task_id": task_id,
-                "conn_id": conn_id,
-                "job": job,
-                "poll_interval": 1.0,
-                "deferrable": True,
-                "ledger": ledger,
-                **overrides,
-            }
-            return SparkStandaloneSubmitOperator(**kwargs)
+        make_operator = operator_factory(
+            SparkStandaloneSubmitOperator, f"file://{APPS}/sleep_then_exit.py", conn_id=conn_id, ledger=ledger
+        )
 
         def remote_state(job_id: str) -> str:
             url = f"{spark_cluster.rest_url}/v1/submissions/status/{job_id}"
