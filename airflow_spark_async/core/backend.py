@@ -124,7 +124,9 @@ class Backend(abc.ABC):
 
     async def find_by_key(self, key: str) -> JobStatus | None:
         """The newest job submitted with exactly ``key``, if the API can find it."""
-        for status in await self.find_jobs(key.rsplit("-", 1)[0]):
+        from airflow_spark_async.core.keys import key_family
+
+        for status in await self.find_jobs(key_family(key)):
             if status.key == key:
                 return status
         return None

@@ -13,9 +13,21 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["EVENT_VERSION", "EventStatus", "JobEvent"]
+__all__ = ["EVENT_VERSION", "EventStatus", "JobEvent", "Reason"]
 
-EVENT_VERSION = 1
+#: 2 added key, reason, started_at, try_number and recheck; version-1 events still load
+EVENT_VERSION = 2
+
+
+class Reason(str, enum.Enum):
+    """Why an ``error`` event was sent: the worker's re-check acts on it."""
+
+    NOT_FOUND = "not_found"  # the backend does not know the job (any more)
+    AUTH = "auth"  # the credentials were refused, even after reloading the connection
+    FOREIGN = "foreign"  # the job id now names a job of another key (a server reused ids)
+    REJECTED = "rejected"  # the backend refused a request we built
+    CONFIG = "config"  # the connection is missing or wrong
+    INTERNAL = "internal"  # anything else: a bug; the trigger still ends with an event
 
 
 class EventStatus(str, enum.Enum):
@@ -46,6 +58,11 @@ class JobEvent:
     links: Mapping[str, str] = dataclasses.field(default_factory=dict)
     deadline: float | None = None
     elapsed: float | None = None
+    key: str | None = None
+    reason: str | None = None
+    started_at: float | None = None
+    try_number: int | None = None
+    recheck: int = 0
 
     def to_payload(self) -> dict[str, Any]:
         payload = dataclasses.asdict(self)
@@ -66,4 +83,6 @@ class JobEvent:
             data["message"] = f"unrecognised trigger event {dict(payload)!r}"
         data.setdefault("backend", "unknown")
         data.setdefault("job_id", "unknown")
+        if not isinstance(data.get("recheck"), int) or isinstance(data.get("recheck"), bool):
+            data["recheck"] = 0
         return cls(**data)

@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
-import time
+import math
 import weakref
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import aiohttp
 
+from airflow_spark_async.core import clock
 from airflow_spark_async.core.errors import (
     AuthError,
     ConnectionFailed,
@@ -31,7 +32,20 @@ from airflow_spark_async.core.errors import (
     ServerError,
 )
 
-__all__ = ["close_loop_sessions", "close_with_loop", "get_session", "parse_retry_after", "request_json"]
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "cap_retry_after",
+    "close_loop_sessions",
+    "close_with_loop",
+    "get_session",
+    "parse_retry_after",
+    "request_json",
+]
+
+#: the longest ``Retry-After`` honoured, in seconds. A proxy answering ``Retry-After: 86400`` (or
+#: ``inf``) must not freeze every trigger of an endpoint for a day: past this the poll loop's own
+#: back-off and error budget decide, and the deadline always wins.
+MAX_RETRY_AFTER = 300.0
 
 class _Closable(Protocol):
     async def close(self) -> None: ...
@@ -69,20 +83,30 @@ async def close_loop_sessions() -> None:
         await session.close()
 
 
+def cap_retry_after(seconds: float | None) -> float | None:
+    """A server's wait hint made safe: ``None`` unless finite and >= 0, at most ``MAX_RETRY_AFTER``."""
+    if seconds is None or isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(float(seconds), MAX_RETRY_AFTER)
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), validated and
+    capped by :func:`cap_retry_after`; ``None`` for anything else."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        return cap_retry_after(float(value))
     except ValueError:
         pass
     try:
         when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when - (time.time() if now is None else now))
+    return cap_retry_after(max(0.0, when - (clock.now() if now is None else now)))
 
 
 def _error_text(body: str) -> str:
@@ -125,7 +149,7 @@ async def request_json(
         raise ConnectionFailed(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
     if status == 429:
         raise RateLimitedError(f"{method} {url} was rate limited (429)", status=status, retry_after=retry_after)
-    if status >= 500:
+    if status >= 500 or status == 408:  # 408: the server timed the request out; asking again may work
         raise ServerError(
             f"{method} {url} answered {status}: {_error_text(body)}", status=status, retry_after=retry_after
         )

@@ -29,7 +29,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["JobKey", "deployment_salt", "find_key", "job_key", "job_key_from_context", "parse_key"]
+__all__ = ["JobKey", "deployment_salt", "find_key", "job_key", "job_key_from_context", "key_family", "parse_key"]
 
 PREFIX = "asa-"
 _KEY = re.compile(r"^(asa-[0-9a-f]{24})-(\d+)$")
@@ -51,6 +51,12 @@ def parse_key(key: str) -> JobKey | None:
     """The parts of a key of this release, or ``None`` for anything else (an older key, a name)."""
     match = _KEY.match(key)
     return JobKey(match.group(1), int(match.group(2))) if match else None
+
+
+def key_family(key: str) -> str:
+    """The family part of a key (a key of an older release is its own family)."""
+    parsed = parse_key(key)
+    return parsed.family if parsed else key
 
 
 def find_key(text: str | None) -> str | None:

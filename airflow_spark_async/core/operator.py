@@ -22,7 +22,6 @@ its links, and — if its users expect the official provider's arguments — map
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -31,23 +30,27 @@ from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
+from airflow_spark_async.core import clock
 from airflow_spark_async.core.backend import Backend, JobStatus
 from airflow_spark_async.core.connections import load_connection
-from airflow_spark_async.core.errors import BackendError, ConfigurationError, JobNotFoundError
-from airflow_spark_async.core.events import EventStatus, JobEvent
-from airflow_spark_async.core.keys import job_key_from_context
-from airflow_spark_async.core.ledger import AirflowVariableLedger, KeyLedger
+from airflow_spark_async.core.errors import BackendError, ConfigurationError, JobNotFoundError, TransientError
+from airflow_spark_async.core.events import EventStatus, JobEvent, Reason
+from airflow_spark_async.core.keys import job_key_from_context, key_family
+from airflow_spark_async.core.ledger import KeyLedger, LedgerEntry, default_ledger, read_entry, write_entry
 from airflow_spark_async.core.links import JobLink, push_links
 from airflow_spark_async.core.policy import PollPolicy
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.core.sync import call_backend, run_sync
-from airflow_spark_async.core.trigger import SparkJobTrigger, watch_job
+from airflow_spark_async.core.trigger import SparkJobTrigger, cancel_job, watch_job
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection, Context
 
 T = TypeVar("T")
+
+#: the deadline fires this many seconds (at most 10 % of the budget) before execution_timeout
+DEADLINE_MARGIN = 60.0
 
 __all__ = ["SparkJobFailed", "SparkJobOperator", "SparkJobTimeout", "default_deferrable", "seconds"]
 
@@ -131,13 +134,18 @@ class SparkJobOperator(BaseOperator):
         self.log_tail_lines = log_tail_lines
         self.backend_options = dict(backend_options or {})
         self.backend_class.validate_options(self.backend_options)
-        self.ledger: KeyLedger = ledger or AirflowVariableLedger()
+        self._ledger = ledger
         self._job_id: str | None = None
         self._conn: Connection | None = None
 
     @property
     def backend_class(self) -> type[Backend]:
         return self.trigger_class.backend_class
+
+    @property
+    def ledger(self) -> KeyLedger:
+        """Where jobs of backends without lookup by key are recorded (default: Airflow Variables)."""
+        return self._ledger or default_ledger()
 
     # -- hooks for backends ----------------------------------------------------------------
 
@@ -189,9 +197,18 @@ class SparkJobOperator(BaseOperator):
             self.log.info("%s job %s submitted; not waiting for it", self.backend_class.name, status.job_id)
             self.forget_job(context)
             return self.result(context, status.job_id)
-        return self._wait(context, status.job_id, self._deadline())
+        return self._wait(context, status.job_id, self._deadline(context), key=key, started_at=clock.now())
 
-    def _wait(self, context: Context, job_id: str, deadline: float | None) -> Any:
+    def _wait(
+        self,
+        context: Context,
+        job_id: str,
+        deadline: float | None,
+        *,
+        key: str | None = None,
+        started_at: float | None = None,
+        recheck: int = 0,
+    ) -> Any:
         """Defer to the trigger, or run its loop here when ``deferrable=False``."""
         trigger = self.trigger_class(
             conn_id=self.conn_id,
@@ -199,6 +216,10 @@ class SparkJobOperator(BaseOperator):
             deadline=deadline,
             policy=self.poll_policy.to_dict(),
             backend_options=self.backend_options,
+            key=key,
+            try_number=getattr(context["ti"], "try_number", None),
+            started_at=started_at,
+            recheck=recheck,
         )
         if self.deferrable:
             self.defer(trigger=trigger, method_name="execute_complete")
@@ -206,52 +227,173 @@ class SparkJobOperator(BaseOperator):
         event = run_sync(lambda: watch_job(trigger, log=self.log))
         return self.execute_complete(context, event.to_payload())
 
-    def _deadline(self) -> float | None:
-        limit = self.job_timeout
-        if limit is None and self.execution_timeout is not None:
-            limit = self.execution_timeout.total_seconds()
-        return None if limit is None else time.time() + limit
+    def _deadline(self, context: Context) -> float | None:
+        """The trigger's absolute deadline: ``job_timeout`` from now, and ``execution_timeout``
+        from the start of this try — a little before Airflow would time the try out itself (it
+        is about to enforce ``execution_timeout`` across deferrals, cancelling triggers without
+        ``on_kill``), so that the job is always cancelled by us first."""
+        now = clock.now()
+        limits = [now + self.job_timeout] if self.job_timeout else []
+        if self.execution_timeout is not None:
+            budget = self.execution_timeout.total_seconds()
+            started = getattr(context["ti"], "start_date", None)
+            begin = started.timestamp() if hasattr(started, "timestamp") else now
+            limits.append(begin + budget - min(DEADLINE_MARGIN, budget * 0.1))
+        return min(limits) if limits else None
+
+    # -- submit or reattach ----------------------------------------------------------------------
 
     async def _submit_or_reattach(self, backend: Backend, job: SparkJob, key: str) -> JobStatus:
-        if self.reattach:
-            existing = await self._find_existing(backend, key)
-            if existing is not None and not existing.is_terminal:
-                self.log.info("Reattaching to %s job %s (%s) of an earlier try", backend.name, existing.job_id,
-                              existing.backend_state)
-                return existing
-            if existing is not None:
-                self.log.info("The earlier try's job %s ended %s; submitting a new one", existing.job_id,
-                              existing.backend_state)
-        status = await backend.submit(job, key=key)
-        self.log.info("Submitted %s job %s (key %s)", backend.name, status.job_id, key)
-        if not backend.supports_find_by_key:
-            self.ledger.remember(key, backend.name, status.job_id)
-        return status
+        """This try's job: an earlier try's of the same key if it still runs, else a new one.
 
-    async def _find_existing(self, backend: Backend, key: str) -> JobStatus | None:
+        Jobs of the same task instance under another generation (it was cleared since) are
+        cancelled first, so no two jobs of one task instance run at once (I1).
+        """
+        family = key_family(key)
+        known = await self._known_jobs(backend, family)
+        keep: JobStatus | None = None
+        for st in known:
+            if not st.may_run:
+                continue
+            if self.reattach and st.key == key and st.state is not JobState.CANCELLING and keep is None:
+                keep = st
+                continue
+            why = "still being cancelled" if st.state is JobState.CANCELLING else (
+                "a duplicate of this try's job" if st.key == key else "left from before the task was cleared")
+            self.log.warning("Cancelling %s job %s (%s, key %s): %s", backend.name, st.job_id, st.backend_state,
+                             st.key or "unknown", why)
+            if st.state is not JobState.CANCELLING:
+                await cancel_job(backend, st.job_id, st.key)
+        if keep is not None:
+            self.log.info("Reattaching to %s job %s (%s) of an earlier try", backend.name, keep.job_id,
+                          keep.backend_state)
+            return keep
+        return await self._submit(backend, job, key, family)
+
+    async def _known_jobs(self, backend: Backend, family: str) -> Sequence[JobStatus]:
+        """Every job the backend or the ledger knows for this task instance, newest first."""
         if backend.supports_find_by_key:
-            return await backend.find_by_key(key)
-        job_id = self.ledger.recall(key, backend.name)
-        if job_id is None:
-            return None
+            return await backend.find_jobs(family)
+        entry = read_entry(self.ledger, family, backend.name)
+        if entry is None:
+            return []
+        if entry.job_id is None:
+            self.log.warning(
+                "An earlier try of this task recorded that it was about to submit (key %s) but not the job it got: "
+                "if the worker died in between, that %s job runs untracked — the backend cannot look it up by key",
+                entry.key, backend.name)
+            return []
         try:
-            return await backend.status(job_id)
+            st = await backend.status(entry.job_id)
         except JobNotFoundError:
-            return None
+            return []
+        return [dataclasses.replace(st, key=st.key or entry.key or None)]
+
+    async def _submit(self, backend: Backend, job: SparkJob, key: str, family: str) -> JobStatus:
+        ledger = None if backend.supports_find_by_key else self.ledger
+        if ledger is not None:  # intent first: a failure here submits nothing
+            write_entry(ledger, family, backend.name, LedgerEntry(key=key))
+        try:
+            status = await backend.submit(job, key=key)
+        except TransientError as exc:
+            # The answer may be lost while the job was created: look for it before giving up.
+            found = await backend.find_by_key(key) if backend.supports_find_by_key else None
+            if found is None or not found.may_run:
+                raise
+            self.log.warning("The submit answer was lost (%s), but %s job %s carries this key: using it", exc,
+                             backend.name, found.job_id)
+            status = found
+        self.log.info("Submitted %s job %s (key %s)", backend.name, status.job_id, key)
+        if ledger is not None:
+            try:
+                write_entry(ledger, family, backend.name, LedgerEntry(key=key, job_id=status.job_id))
+            except Exception:
+                self.log.error("Could not record job %s; cancelling it rather than leave it untracked", status.job_id)
+                await cancel_job(backend, status.job_id, key)
+                raise
+        elif not backend.idempotent_submit:
+            status = await self._settle_race(backend, status, key, family)
+        return dataclasses.replace(status, key=status.key or key)
+
+    async def _settle_race(self, backend: Backend, mine: JobStatus, key: str, family: str) -> JobStatus:
+        """Two tries that submitted at once (a zombie worker and its retry) both see both jobs; both
+        keep the oldest and cancel the others, so they converge on one job."""
+        same = [st for st in await backend.find_jobs(family)
+                if st.key == key and st.may_run and st.state is not JobState.CANCELLING]
+        if len(same) < 2:
+            return mine
+        oldest = same[-1]
+        for st in same[:-1]:
+            self.log.warning("Another try submitted %s job %s for this key at the same time; keeping the older %s",
+                             backend.name, st.job_id, oldest.job_id)
+            await cancel_job(backend, st.job_id, key)
+        return oldest
 
     # -- the resume --------------------------------------------------------------------------
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
-        """Turn the trigger's event into the task's outcome; safe to run more than once."""
+        """Turn the trigger's event into the task's outcome; safe to run more than once.
+
+        Only ``success`` and ``failed`` events are taken at their word. ``timeout``, ``unreachable``
+        and ``error`` are re-checked with the worker's own connection first: a job that succeeded
+        is a success whatever the trigger saw (I2), one that may still run is waited for again or
+        cancelled before the task fails (I3).
+        """
         ev = JobEvent.from_payload(event)
         self._job_id = ev.job_id
         push_links(context, self.link_classes, dict(ev.links))  # some links exist only once the job ran
-        if ev.status is EventStatus.UNREACHABLE:
-            return self._recheck(context, ev)
+        if ev.status in (EventStatus.SUCCESS, EventStatus.FAILED):
+            return self._finish(context, ev)
+        if ev.status is EventStatus.ERROR and ev.reason == Reason.FOREIGN.value:
+            self.forget_job(context)  # our job is gone; the id names someone else's, never cancel it
+            raise SparkJobFailed(f"{ev.backend} job {ev.job_id}: {ev.message}")
+        try:
+            status = self.backend_call(lambda backend: backend.status(ev.job_id))
+        except JobNotFoundError as exc:
+            self.forget_job(context)
+            raise SparkJobFailed(f"{ev.backend} job {ev.job_id} is unknown to the backend ({exc}); "
+                                 f"the trigger reported: {ev.message}") from exc
+        except TransientError as exc:
+            if ev.status is EventStatus.TIMEOUT:
+                return self._timeout(context, ev, f"its state could not be read ({exc})")
+            self.log.warning("Job %s could not be re-checked (%s); it may still run, so waiting again", ev.job_id, exc)
+            return self._wait_again(context, ev)
+        except BackendError as exc:
+            # Auth refused or a request rejected even from the worker: the job's state cannot be known.
+            self._cancel(ev.job_id, ev.key)
+            raise SparkJobFailed(
+                f"{ev.backend} job {ev.job_id} could not be watched ({ev.message}) nor re-checked ({exc}). A cancel "
+                f"was attempted; the job stays recorded under key {ev.key} for the next try"
+            ) from exc
+        if ev.key and status.key and status.key != ev.key:
+            self.forget_job(context)
+            raise SparkJobFailed(f"{ev.backend} job id {ev.job_id} now names a job of another key ({status.key})")
+        if status.is_terminal:
+            return self._finish(context, _with_status(ev, status))
         if ev.status is EventStatus.TIMEOUT:
-            self._cancel(ev.job_id)
+            return self._timeout(context, ev, None)
+        if ev.status is EventStatus.ERROR and ev.recheck >= self.poll_policy.error_budget:
+            self._cancel(ev.job_id, ev.key)
+            self.forget_job(context)
+            raise SparkJobFailed(f"{ev.backend} job {ev.job_id} kept failing to be watched ({ev.message}); cancelled")
+        self.log.warning("The trigger reported %s (%s) but job %s is %s: waiting again", ev.status.value,
+                         ev.message, ev.job_id, status.backend_state)
+        return self._wait_again(context, ev)
+
+    def _wait_again(self, context: Context, ev: JobEvent) -> Any:
+        return self._wait(context, ev.job_id, ev.deadline, key=ev.key, started_at=ev.started_at,
+                          recheck=ev.recheck + 1)
+
+    def _timeout(self, context: Context, ev: JobEvent, unknown: str | None) -> Any:
+        if self._cancel(ev.job_id, ev.key) and unknown is None:
             self.forget_job(context)
             raise SparkJobTimeout(f"{ev.backend} job {ev.job_id} passed its deadline and was cancelled")
+        raise SparkJobTimeout(
+            f"{ev.backend} job {ev.job_id} passed its deadline; {unknown or 'the cancel failed'}, so it stays "
+            f"recorded under key {ev.key} for the next try"
+        )
+
+    def _finish(self, context: Context, ev: JobEvent) -> Any:
         self._show_log_tail(ev)
         self.forget_job(context)
         if ev.status is EventStatus.SUCCESS:
@@ -260,39 +402,20 @@ class SparkJobOperator(BaseOperator):
             return self.result(context, ev.job_id)
         raise SparkJobFailed(_failure_text(ev))
 
-    def _recheck(self, context: Context, ev: JobEvent) -> Any:
-        """The triggerer lost the API for a while: look again before failing anything."""
+    def _cancel(self, job_id: str, key: str | None = None) -> bool:
+        """Cancel the job; ``False`` (logged) if the backend could not be reached."""
         try:
-            status = self.backend_call(lambda backend: backend.status(ev.job_id))
-        except BackendError as exc:
-            raise SparkJobFailed(
-                f"{ev.backend} job {ev.job_id} could not be polled ({ev.message}) and is still unreachable "
-                f"({exc}); it may still be running"
-            ) from exc
-        if status.is_terminal:
-            done = dataclasses.replace(
-                ev,
-                status=EventStatus.for_final_state(status.state is JobState.SUCCEEDED),
-                state=status.state.value,
-                backend_state=status.backend_state,
-                message=status.message,
-                diagnostics=status.diagnostics,
-            )
-            return self.execute_complete(context, done.to_payload())
-        self.log.warning("API was unreachable for a while but job %s still runs; waiting again", ev.job_id)
-        return self._wait(context, ev.job_id, ev.deadline)
-
-    def _cancel(self, job_id: str) -> None:
-        try:
-            self.backend_call(lambda backend: backend.cancel(job_id))
-            self.log.info("Cancelled job %s", job_id)
+            self.backend_call(lambda backend: cancel_job(backend, job_id, key))
         except BackendError as exc:
             self.log.error("Could not cancel job %s: %s", job_id, exc)
+            return False
+        self.log.info("Cancelled job %s", job_id)
+        return True
 
     def forget_job(self, context: Context) -> None:
         """This try is done with its job: drop what reattach would have needed."""
-        if self.reattach and not self.backend_class.supports_find_by_key:
-            self.ledger.forget(job_key_from_context(context))
+        if not self.backend_class.supports_find_by_key:
+            self.ledger.forget(key_family(job_key_from_context(context)))
 
     def _show_log_tail(self, ev: JobEvent) -> None:
         if self.log_tail_lines <= 0:
@@ -310,6 +433,19 @@ class SparkJobOperator(BaseOperator):
         """Cancel the job when the task is killed on the worker (``deferrable=False``)."""
         if self._job_id:
             self._cancel(self._job_id)
+
+
+def _with_status(ev: JobEvent, status: JobStatus) -> JobEvent:
+    """``ev`` turned into the final event of what the re-check saw."""
+    return dataclasses.replace(
+        ev,
+        status=EventStatus.for_final_state(status.state is JobState.SUCCEEDED),
+        state=status.state.value,
+        backend_state=status.backend_state,
+        message=status.message,
+        diagnostics=status.diagnostics,
+        links={**ev.links, **status.links},
+    )
 
 
 def _failure_text(ev: JobEvent) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.fields import from_known_fields
+from airflow_spark_async.core.http import cap_retry_after
 
 __all__ = ["PollPolicy"]
 
@@ -50,11 +51,12 @@ class PollPolicy:
 
         "Equal jitter": half the exponential delay is fixed, half random, so thousands of
         triggers that failed together do not come back together. A server's ``Retry-After``
-        is a floor, never shortened by jitter.
+        is a floor, never shortened by jitter — but it is validated and capped first (``inf``,
+        ``nan``, negative or a day are not a plan; see ``core.http.MAX_RETRY_AFTER``).
         """
-        ceiling = min(self.backoff_max, self.backoff_base * 2 ** max(0, errors - 1))
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** max(0, min(errors, 64) - 1))
         delay = ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
-        return max(delay, retry_after or 0.0)
+        return max(delay, cap_retry_after(retry_after) or 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

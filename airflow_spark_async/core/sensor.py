@@ -18,7 +18,7 @@ from airflow.triggers.base import StartTriggerArgs
 
 from airflow_spark_async.core.backend import Backend
 from airflow_spark_async.core.connections import load_connection
-from airflow_spark_async.core.errors import ConfigurationError
+from airflow_spark_async.core.errors import BackendError, ConfigurationError, TransientError
 from airflow_spark_async.core.events import EventStatus, JobEvent
 from airflow_spark_async.core.operator import SparkJobFailed, seconds
 from airflow_spark_async.core.policy import PollPolicy
@@ -119,12 +119,36 @@ class SparkJobSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
         ev = JobEvent.from_payload(event)
-        if ev.status in (EventStatus.ERROR, EventStatus.UNREACHABLE, EventStatus.TIMEOUT):
-            raise SparkJobFailed(f"waiting on {ev.backend} job {ev.job_id} failed: {ev.message}")
+        if ev.status is EventStatus.TIMEOUT:
+            raise SparkJobFailed(f"waiting on {ev.backend} job {ev.job_id} timed out: {ev.message}")
+        if ev.status in (EventStatus.ERROR, EventStatus.UNREACHABLE):
+            return self._recheck(context, ev)
         state = JobState(ev.state) if ev.state else JobState.PENDING
         if not self._judge(ev.backend_state or "", state, ev.message):
             raise SparkJobFailed(f"{ev.backend} job {ev.job_id} stopped in {ev.backend_state}, not a target state")
         return ev.job_id
+
+    def _recheck(self, context: Context, ev: JobEvent) -> Any:
+        """The triggerer could not watch the job: poke once from here before failing. The job may
+        well be fine (a proxy's 404, an API outage), and then the sensor waits again, backing off
+        further each time; only an answer that cannot change fails it."""
+        try:
+            done = self.poke(context)
+        except TransientError as exc:
+            self.log.warning("Job %s could not be re-checked (%s); waiting again", ev.job_id, exc)
+            done = False
+        except BackendError as exc:
+            raise SparkJobFailed(f"waiting on {ev.backend} job {ev.job_id} failed: {ev.message}; "
+                                 f"re-checked from the worker: {exc}") from exc
+        if done:
+            return ev.job_id
+        if ev.recheck >= self.policy.error_budget and ev.status is EventStatus.ERROR:
+            raise SparkJobFailed(f"waiting on {ev.backend} job {ev.job_id} kept failing: {ev.message}")
+        self.defer(
+            trigger=self.trigger_class(**{**self._trigger_kwargs(), "recheck": ev.recheck + 1}),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
 
     def _judge(self, backend_state: str, state: JobState, message: str | None) -> bool:
         """True when done, False to keep waiting; raises when the job ended badly."""

@@ -6,50 +6,84 @@ rules live here, once:
 * **The trigger owns its deadline.** Airflow does not enforce ``execution_timeout`` while a
   task is deferred, so the absolute deadline (epoch seconds) travels in the kwargs; a
   triggerer restart rebuilds the trigger with the same deadline instead of a fresh timer.
-  At the deadline a ``timeout`` event goes back to the worker, which cancels the job.
+  The job is always polled *before* a timeout is declared — a job that succeeded while the
+  triggerer was down is a success — and waiting on the shared watcher is bounded by the
+  deadline too, so one endpoint's trouble cannot hold a trigger past it.
 * **Transient is not failure.** 429, 5xx and connection errors back off with jitter,
-  honouring Retry-After, for up to ``error_budget`` consecutive errors; then the worker is
-  asked to re-check the job (an ``unreachable`` event) and defers again if it still runs.
+  honouring a validated, capped Retry-After, for up to ``error_budget`` consecutive errors;
+  then the worker is asked to re-check the job (an ``unreachable`` event) and defers again
+  if it may still run. A 401 reloads the connection once (rotated credentials) before it
+  counts as an error. Permanent-looking errors (404, 401 again, a job id that now names
+  another key's job) go back to the worker as an ``error`` event with a reason, never as a
+  crash: the worker re-checks before it fails, and cancels a job that may still run.
 * **Restarts are normal.** All state comes from the kwargs; the loop may run twice for the
-  same job and yields exactly one terminal event per run, then returns.
-* **Never orphan a job.** ``on_kill`` (Airflow 3.3+) cancels the job when a user marks the
-  deferred task failed/success or clears it — unless the trigger already fired, or its task
-  is still ``deferred`` (then the trigger was only moved to another triggerer).
+  same job and yields exactly one event per run, then returns. Whatever goes wrong inside,
+  the trigger ends with an event (I4).
+* **Never orphan, never kill a healthy job.** ``on_kill`` runs when a user acts on the
+  deferred task — and, in Airflow 3.3, also when a trigger merely moves to another
+  triggerer. It cancels only when it *knows* the task left the states in which a live try
+  owns the job (``deferred``, ``running``); when the state cannot be read within its budget it
+  leaves the job alone — it is recorded under its key, and the next try reattaches to it or
+  cancels it. The lookup and the cancel together fit Airflow's 30 s ``on_kill`` limit.
 * **Nothing blocks the loop**, and ``CancelledError`` is never swallowed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import random
-import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_spark_async.core import clock
 from airflow_spark_async.core.backend import Backend, JobStatus
-from airflow_spark_async.core.errors import PermanentError, TransientError
-from airflow_spark_async.core.events import EventStatus, JobEvent
+from airflow_spark_async.core.errors import (
+    AuthError,
+    ConfigurationError,
+    JobNotFoundError,
+    PermanentError,
+    TransientError,
+)
+from airflow_spark_async.core.events import EventStatus, JobEvent, Reason
+from airflow_spark_async.core.keys import parse_key
+from airflow_spark_async.core.ledger import default_ledger, read_entry
 from airflow_spark_async.core.policy import PollPolicy
 from airflow_spark_async.core.states import JobState
-from airflow_spark_async.core.watcher import get_backend, get_watcher
+from airflow_spark_async.core.watcher import forget_backend, get_backend, get_watcher
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["SparkJobTrigger", "watch_job"]
+__all__ = ["LIVE_TASK_STATES", "SparkJobTrigger", "cancel_job", "watch_job"]
 
-
-#: seconds ``on_kill`` waits for the task's state before cancelling anyway (the first SDK call of
-#: a fresh triggerer was seen to take ~10 s; Airflow gives on_kill 30 s by default)
-STATE_LOOKUP_TIMEOUT = 15.0
+#: task states in which a live try owns the job: ``on_kill`` leaves the job alone in them
+LIVE_TASK_STATES = frozenset({"deferred", "running"})
+#: seconds ``on_kill`` may spend reading the task's state, over several attempts (the first SDK
+#: call of a fresh triggerer was seen to take ~10 s) ...
+STATE_LOOKUP_BUDGET = 16.0
+STATE_LOOKUP_ATTEMPT = 8.0
+#: ... and cancelling the job; together well inside Airflow's 30 s ``on_kill`` limit
+CANCEL_BUDGET = 10.0
+#: a last poll is given at least this long, even when the deadline has already passed
+FINAL_POLL_GRACE = 30.0
 
 
 def _next_tick(now: float, interval: float) -> float:
     """The next multiple of ``interval`` on the wall clock, so triggers poll together."""
     return (math.floor(now / interval) + 1) * interval
+
+
+async def cancel_job(backend: Backend, job_id: str, key: str | None) -> None:
+    """Cancel ``job_id``, passing the expected key to backends whose ``cancel`` checks it (so a
+    reused id that now names someone else's job is never cancelled)."""
+    if key and "key" in inspect.signature(backend.cancel).parameters:
+        await backend.cancel(job_id, key=key)  # type: ignore[call-arg]
+    else:
+        await backend.cancel(job_id)
 
 
 class SparkJobTrigger(BaseTrigger):
@@ -61,9 +95,16 @@ class SparkJobTrigger(BaseTrigger):
     :param policy: a :class:`PollPolicy` as a dict.
     :param backend_options: JSON-safe options of the backend (never credentials).
     :param stop_states: backend states that end the watch although not terminal (a sensor's
-        target states, such as an EMR cluster's ``WAITING``).
+        target and failure states, such as an EMR cluster's ``WAITING``).
     :param owns_job: whether ``on_kill`` may cancel the job — true for operators that
         submitted it, false for sensors that only watch someone else's job.
+    :param key: the key the job was submitted with; a status that carries another key means
+        the id was reused by the server, and the job is not ours to report or cancel.
+    :param try_number: the try that deferred, for the task log and the event.
+    :param started_at: epoch seconds the job was submitted or reattached to (elapsed times
+        count from it, not from a triggerer restart).
+    :param recheck: how many times the worker re-deferred after ``unreachable``: the first poll
+        waits a back-off that grows with it.
     """
 
     backend_class: ClassVar[type[Backend]]
@@ -78,6 +119,10 @@ class SparkJobTrigger(BaseTrigger):
         backend_options: Mapping[str, Any] | None = None,
         owns_job: bool = True,
         stop_states: Sequence[str] = (),
+        key: str | None = None,
+        try_number: int | None = None,
+        started_at: float | None = None,
+        recheck: int = 0,
     ) -> None:
         super().__init__()
         self.policy = PollPolicy.from_dict(policy)
@@ -90,13 +135,21 @@ class SparkJobTrigger(BaseTrigger):
             "backend_options": dict(backend_options or {}),
             "owns_job": bool(owns_job),
             "stop_states": sorted(stop_states),
+            "key": key,
+            "try_number": try_number,
+            "started_at": None if started_at is None else float(started_at),
+            "recheck": int(recheck or 0),
         }
         self.conn_id = conn_id
         self.job_id = str(job_id)
-        self.deadline = self._kwargs["deadline"]
-        self.backend_options = self._kwargs["backend_options"]
-        self.owns_job = self._kwargs["owns_job"]
+        self.deadline: float | None = self._kwargs["deadline"]
+        self.backend_options: dict[str, Any] = self._kwargs["backend_options"]
+        self.owns_job: bool = self._kwargs["owns_job"]
         self.stop_states = frozenset(self._kwargs["stop_states"])
+        self.key: str | None = key
+        self.try_number = try_number
+        self.started_at: float | None = self._kwargs["started_at"]
+        self.recheck: int = self._kwargs["recheck"]
         self._fired = False
         #: set by the worker, which already read the connection; never serialized
         self.preloaded_connection: Connection | None = None
@@ -109,50 +162,124 @@ class SparkJobTrigger(BaseTrigger):
 
     __hash__ = None  # type: ignore[assignment]
 
-    async def backend(self) -> Backend:
+    async def backend(self, *, fresh: bool = False) -> Backend:
+        """The (cached) backend of this trigger's connection; ``fresh`` re-reads the connection."""
+        if fresh:
+            forget_backend(self.backend_class, self.conn_id, self.backend_options)
+            self.preloaded_connection = None
         return await get_backend(
             self.backend_class, self.conn_id, self.backend_options, conn=self.preloaded_connection
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        event = await watch_job(self, log=self.log)
+        try:
+            event = await watch_job(self, log=self.log)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must still end in an event the worker can act on (I4)
+            self.log.exception("Watching job %s failed unexpectedly", self.job_id)
+            event = JobEvent(
+                status=EventStatus.ERROR,
+                backend=getattr(self.backend_class, "name", "unknown"),
+                job_id=self.job_id,
+                message=f"the trigger failed unexpectedly: {type(exc).__name__}: {exc}",
+                reason=Reason.INTERNAL.value,
+                deadline=self.deadline,
+                key=self.key,
+                try_number=self.try_number,
+                started_at=self.started_at,
+                recheck=self.recheck,
+            )
         self._fired = True
         yield TriggerEvent(event.to_payload())
+
+    # -- on_kill ----------------------------------------------------------------------------
 
     async def on_kill(self) -> None:
         """Cancel the job after a user acted on the deferred task; see the module docstring."""
         if self._fired or not self.owns_job:
             return
-        state = await self._task_state()
-        if state == "deferred":
-            self.log.info("Task still deferred: trigger moved, not killed; job %s left running", self.job_id)
+        state = await self._state_within(STATE_LOOKUP_BUDGET)
+        if state is None:
+            self.log.warning(
+                "Could not read the state of this task: NOT cancelling job %s (the trigger may only have moved to "
+                "another triggerer). It stays recorded under key %s: the next try of this task reattaches to it "
+                "or cancels it; see 'Jobs whose state could not be known' in the docs to clean up by hand.",
+                self.job_id, self.key,
+            )
             return
-        self.log.info("Task left the deferred state (%s): cancelling job %s", state or "unknown", self.job_id)
-        backend = await self.backend()
-        await backend.cancel(self.job_id)
+        if state in LIVE_TASK_STATES:
+            self.log.info("Task is %s: the trigger moved or a live try owns job %s; leaving it running",
+                          state, self.job_id)
+            return
+        self.log.info("Task left the deferred state (%s): cancelling job %s", state, self.job_id)
+        try:
+            await asyncio.wait_for(self._cancel_and_forget(), timeout=CANCEL_BUDGET)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.log.error("Could not cancel job %s (%s); it stays recorded under key %s for the next try",
+                           self.job_id, exc, self.key)
 
-    async def _task_state(self) -> str | None:
-        """The current state of this trigger's task instance, or ``None`` if it cannot be read."""
+    async def _cancel_and_forget(self) -> None:
+        backend = await self.backend()
+        for attempt in (1, 2):
+            try:
+                await cancel_job(backend, self.job_id, self.key)
+                break
+            except TransientError:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(1.0)
+        self.log.info("Cancelled job %s", self.job_id)
+        await self.forget_record(backend)
+
+    async def forget_record(self, backend: Backend) -> None:
+        """Drop the ledger record of this job (backends without lookup by key), once it is cancelled."""
+        parsed = parse_key(self.key or "")
+        if backend.supports_find_by_key or parsed is None:
+            return
+        from asgiref.sync import sync_to_async
+
+        ledger = default_ledger()
+
+        def forget() -> None:
+            entry = read_entry(ledger, parsed.family, backend.name)
+            if entry is not None and entry.job_id == self.job_id:
+                ledger.forget(parsed.family)
+
+        await sync_to_async(forget)()
+
+    async def _state_within(self, budget: float) -> str | None:
+        """:meth:`read_task_state`, retried until it answers or ``budget`` seconds are spent."""
+        until = clock.monotonic() + budget
+        while True:
+            left = until - clock.monotonic()
+            if left <= 0:
+                return None
+            try:
+                state = await asyncio.wait_for(self.read_task_state(), timeout=min(STATE_LOOKUP_ATTEMPT, left))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log.warning("Reading the task's state failed (%s)", exc or type(exc).__name__)
+                state = None
+            if state is not None:
+                return state
+            await asyncio.sleep(min(1.0, max(0.0, until - clock.monotonic())))
+
+    async def read_task_state(self) -> str | None:
+        """One read of this trigger's task instance state; ``None`` if it cannot be known."""
         ti = self.task_instance
         if ti is None:
             return None
-        try:
-            from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-            from asgiref.sync import sync_to_async
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+        from asgiref.sync import sync_to_async
 
-            # sync_to_async, not a direct call: on_kill runs in a task without the SDK's portal.
-            # Bounded, so that the cancel itself still fits in the triggerer's on_kill time limit.
-            states = await asyncio.wait_for(
-                sync_to_async(RuntimeTaskInstance.get_task_states)(
-                    dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
-                ),
-                timeout=STATE_LOOKUP_TIMEOUT,
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a failed look-up must not stop the cancel: never orphan
-            self.log.warning("Could not read the task's state (%s); cancelling to be safe", exc)
-            return None
+        # sync_to_async, not a direct call: on_kill runs in a task without the SDK's portal.
+        states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
+            dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+        )
         # Airflow keys mapped task instances as "<task_id>_<map_index>".
         key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
         state = states.get(ti.run_id, {}).get(key)
@@ -165,22 +292,33 @@ async def watch_job(trigger: SparkJobTrigger, *, log: Any, rng: random.Random | 
     Used by the trigger in the triggerer and, through the sync bridge, by operators with
     ``deferrable=False`` — one loop for both, so they cannot disagree.
     """
-    backend = await trigger.backend()
-    watcher = get_watcher(backend)
     policy = trigger.policy
-    started = time.time()
+    started = trigger.started_at or clock.now()
+    backend_name = getattr(trigger.backend_class, "name", "unknown")
+    backend: Backend | None = None
     last_state: str | None = None
-    last_heartbeat = started
+    last_heartbeat = clock.now()
     errors = 0
+    reloaded = False
 
     def event(status: EventStatus, st: JobStatus | None = None, **extra: Any) -> JobEvent:
+        links: dict[str, str] = {}
+        if backend is not None:
+            try:
+                links.update(backend.links(trigger.job_id))
+            except Exception:  # a malformed id must not cost the event
+                pass
         fields: dict[str, Any] = {
             "status": status,
-            "backend": backend.name,
+            "backend": backend_name,
             "job_id": trigger.job_id,
             "deadline": trigger.deadline,
-            "elapsed": round(time.time() - started, 3),
-            "links": {**backend.links(trigger.job_id)},
+            "elapsed": round(clock.now() - started, 3),
+            "links": links,
+            "key": trigger.key,
+            "try_number": trigger.try_number,
+            "started_at": started,
+            "recheck": trigger.recheck,
         }
         if st is not None:
             fields.update(
@@ -188,45 +326,92 @@ async def watch_job(trigger: SparkJobTrigger, *, log: Any, rng: random.Random | 
                 backend_state=st.backend_state,
                 message=st.message,
                 diagnostics=st.diagnostics,
-                links={**fields["links"], **st.links},
+                links={**links, **st.links},
             )
         fields.update(extra)
         return JobEvent(**fields)
 
+    def error(reason: Reason, exc: BaseException) -> JobEvent:
+        log.error("Watching job %s failed: %s", trigger.job_id, exc)
+        return event(EventStatus.ERROR, message=str(exc), reason=reason.value)
+
+    if trigger.recheck:
+        delay = policy.backoff(trigger.recheck, rng=rng)
+        log.info("Re-check %d of job %s: polling again in %.0fs", trigger.recheck, trigger.job_id, delay)
+        await clock.sleep_until(clock.now() + delay, trigger.deadline)
+
     while True:
-        now = time.time()
-        if trigger.deadline is not None and now >= trigger.deadline:
-            log.error("Job %s passed its deadline; the task will cancel it", trigger.job_id)
-            return event(EventStatus.TIMEOUT, message=f"job {trigger.job_id} did not finish before its deadline")
+        now = clock.now()
         try:
-            status = await watcher.status(trigger.job_id)
+            if backend is None:
+                backend = await trigger.backend(fresh=reloaded)
+            status = await _bounded_by_deadline(get_watcher(backend).status(trigger.job_id), trigger.deadline)
+        except _DeadlineReached:
+            log.error("Job %s could not be polled before its deadline; the task will re-check it", trigger.job_id)
+            return event(EventStatus.TIMEOUT, message=f"job {trigger.job_id} did not finish before its deadline")
         except TransientError as exc:
             errors += 1
-            if errors > policy.error_budget:
-                log.error("Giving up polling after %d consecutive errors: %s", errors - 1, exc)
-                return event(EventStatus.UNREACHABLE, message=str(exc))
+            past_deadline = trigger.deadline is not None and clock.now() >= trigger.deadline
+            if errors > policy.error_budget or past_deadline:
+                log.error("Giving up polling after %d consecutive errors: %s", errors, exc)
+                status_ = EventStatus.TIMEOUT if past_deadline else EventStatus.UNREACHABLE
+                return event(status_, message=str(exc))
             delay = policy.backoff(errors, retry_after=exc.retry_after, rng=rng)
             log.warning("Polling job %s failed (%s); retrying in %.1fs (%d/%d)", trigger.job_id, exc, delay,
                         errors, policy.error_budget)
-            await _sleep_until(now + delay, trigger.deadline)
+            await clock.sleep_until(now + delay, trigger.deadline)
             continue
+        except AuthError as exc:
+            if not reloaded:
+                log.warning("Credentials refused (%s); reloading connection %s once", exc, trigger.conn_id)
+                reloaded, backend = True, None
+                continue
+            return error(Reason.AUTH, exc)
+        except JobNotFoundError as exc:
+            return error(Reason.NOT_FOUND, exc)
         except PermanentError as exc:
-            log.error("Polling job %s failed permanently: %s", trigger.job_id, exc)
-            return event(EventStatus.ERROR, message=str(exc))
+            return error(Reason.REJECTED, exc)
+        except ConfigurationError as exc:
+            return error(Reason.CONFIG, exc)
         errors = 0
+        if trigger.key and status.key and status.key != trigger.key:
+            return error(Reason.FOREIGN, JobNotFoundError(
+                f"{backend_name} job id {trigger.job_id} now names a job of another key ({status.key}, expected "
+                f"{trigger.key}): the server reused the id, so the job of this task is gone or unknown"))
         if status.backend_state != last_state:
             log.info("Job %s is %s (%s)", trigger.job_id, status.backend_state, status.state.value)
             last_state = status.backend_state
         if status.is_terminal or status.backend_state in trigger.stop_states:
             ok = status.state is JobState.SUCCEEDED or status.backend_state in trigger.stop_states
             return event(EventStatus.for_final_state(ok), status)
+        now = clock.now()
+        if trigger.deadline is not None and now >= trigger.deadline:
+            log.error("Job %s passed its deadline while %s; the task will cancel it", trigger.job_id,
+                      status.backend_state)
+            return event(EventStatus.TIMEOUT, status,
+                         message=f"job {trigger.job_id} did not finish before its deadline")
         if now - last_heartbeat >= policy.heartbeat:
             log.info("Job %s still %s, elapsed %.0fs", trigger.job_id, status.backend_state, now - started)
             last_heartbeat = now
-        await _sleep_until(_next_tick(time.time(), policy.interval), trigger.deadline)
+        await clock.sleep_until(_next_tick(now, policy.interval), trigger.deadline)
 
 
-async def _sleep_until(when: float, deadline: float | None) -> None:
-    if deadline is not None:
-        when = min(when, deadline)
-    await asyncio.sleep(max(0.0, when - time.time()))
+class _DeadlineReached(Exception):
+    """The wait for a status ran into the deadline."""
+
+
+async def _bounded_by_deadline(awaitable: Awaitable[JobStatus], deadline: float | None) -> JobStatus:
+    """Await a status, but not past the deadline (always leaving one last poll its grace)."""
+    if deadline is None:
+        return await awaitable
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=max(deadline - clock.now(), FINAL_POLL_GRACE))
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        raise _DeadlineReached
+    return task.result()
+

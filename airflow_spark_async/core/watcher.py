@@ -1,4 +1,4 @@
-"""Coalesced polling: every trigger of one endpoint in a triggerer shares one watcher.
+"""Coalesced polling: every trigger of one endpoint *and identity* in a triggerer shares a watcher.
 
 Why: with one request per job per poll, a thousand jobs on one Livy server cost a thousand
 requests every cycle, and the server's rate limit is shared by everyone. Triggers here
@@ -6,10 +6,19 @@ wake on a common clock grid (multiples of their poll interval), ask the watcher,
 watcher answers all questions that arrive within a short window with one
 ``Backend.status_many`` call — one request per endpoint per cycle where the API can list.
 
-Jobs the list call does not cover, or every job when the list call fails, are asked for
-one by one (bounded concurrency). A job the list reports as finished is asked for once
-more with ``Backend.status`` so the final event carries the backend's full explanation.
-A rate-limit answer slows down every trigger sharing the watcher, honouring Retry-After.
+Rules, each learnt from a way this goes wrong under load:
+
+* **Keyed by identity** (:meth:`Backend.identity`: endpoint + credential digest), and a watcher
+  keeps the backend it was made with — jobs of team A are never polled with team B's token.
+* **Listed results first.** Jobs the list answered are resolved before anything is asked one
+  by one, so a slow fallback never holds back the answers already in hand.
+* **A failed list backs off; it does not fan out.** A 503 on the list is when the server
+  struggles most: every trigger of the batch gets the error and backs off, instead of N single
+  requests. Only jobs a *successful* list did not cover are asked for one by one, at most
+  ``fallback_per_cycle`` per cycle (the rest wait for the next one).
+* **A finished job keeps what the list said** if asking it again for the full story fails.
+* **A rate-limit answer** slows every trigger sharing the watcher, for a validated and capped
+  ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -17,19 +26,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from airflow_spark_async.core import clock
 from airflow_spark_async.core.backend import Backend, JobStatus
 from airflow_spark_async.core.connections import aload_connection
 from airflow_spark_async.core.errors import RateLimitedError, TransientError
+from airflow_spark_async.core.http import cap_retry_after
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["Watcher", "get_backend", "get_watcher"]
+__all__ = ["Watcher", "forget_backend", "get_backend", "get_watcher"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,10 @@ def _registry() -> _Registry:
     return _REGISTRIES.setdefault(asyncio.get_running_loop(), {"backends": {}, "watchers": {}})
 
 
+def _backend_key(backend_cls: type[Backend], conn_id: str, options: Mapping[str, Any]) -> str:
+    return f"{backend_cls.__module__}.{backend_cls.__qualname__}|{conn_id}|{json.dumps(options, sort_keys=True)}"
+
+
 async def get_backend(
     backend_cls: type[Backend], conn_id: str, options: Mapping[str, Any], *, conn: Connection | None = None
 ) -> Backend:
@@ -51,26 +65,30 @@ async def get_backend(
 
     ``conn`` skips the look-up when the caller already holds the connection (the worker).
     """
-    key = f"{backend_cls.__module__}.{backend_cls.__qualname__}|{conn_id}|{json.dumps(options, sort_keys=True)}"
+    key = _backend_key(backend_cls, conn_id, options)
     cache = _registry()["backends"]
     entry = cache.get(key)
-    if entry is None or time.monotonic() - entry[1] > BACKEND_TTL:
+    if entry is None or clock.monotonic() - entry[1] > BACKEND_TTL:
         if conn is None:
             conn = await aload_connection(conn_id)
-        entry = (await backend_cls.from_connection(conn, options), time.monotonic())
+        entry = (await backend_cls.from_connection(conn, options), clock.monotonic())
         cache[key] = entry
     return entry[0]
 
 
+def forget_backend(backend_cls: type[Backend], conn_id: str, options: Mapping[str, Any]) -> None:
+    """Drop the cached backend, so the next :func:`get_backend` re-reads the connection (after a
+    401: the credentials may have been rotated)."""
+    _registry()["backends"].pop(_backend_key(backend_cls, conn_id, options), None)
+
+
 def get_watcher(backend: Backend) -> Watcher:
-    """The watcher of this loop for the backend's endpoint."""
+    """The watcher of this loop for the backend's endpoint and identity."""
     watchers = _registry()["watchers"]
-    key = f"{type(backend).__module__}.{type(backend).__qualname__}|{backend.watch_key}"
+    key = f"{type(backend).__module__}.{type(backend).__qualname__}|{backend.identity()}"
     watcher = watchers.get(key)
     if watcher is None:
         watcher = watchers[key] = Watcher(backend)
-    else:
-        watcher.backend = backend  # pick up a rebuilt backend (fresh credentials)
     return watcher
 
 
@@ -81,8 +99,12 @@ class Watcher:
     batch_window: float = 0.05
     #: list only when at least this many jobs are asked about at once
     list_threshold: int = 2
-    #: concurrent per-job requests when falling back
+    #: concurrent per-job requests
     fallback_concurrency: int = 16
+    #: per-job requests per cycle at most; the rest wait for the next cycle
+    fallback_per_cycle: int = 64
+    #: seconds before jobs left over by ``fallback_per_cycle`` are asked again
+    leftover_delay: float = 1.0
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -99,69 +121,79 @@ class Watcher:
             self._task = loop.create_task(self._drain(), name=f"spark-async-watcher-{self.backend.name}")
         return await future
 
-    def slow_down(self, seconds: float) -> None:
+    def slow_down(self, seconds: float | None) -> None:
         """Hold every request of this endpoint for ``seconds`` (a 429 or throttling answer)."""
-        self._not_before = max(self._not_before, time.monotonic() + seconds)
+        wait = cap_retry_after(seconds)
+        if wait:
+            self._not_before = max(self._not_before, clock.monotonic() + wait)
 
     async def _drain(self) -> None:
         while self._pending:
-            await asyncio.sleep(max(self.batch_window, self._not_before - time.monotonic()))
+            await asyncio.sleep(max(self.batch_window, self._not_before - clock.monotonic()))
             batch = {
                 job_id: live
                 for job_id, futures in self._pending.items()
                 if (live := [f for f in futures if not f.done()])
             }
             self._pending = {}
-            if not batch:
-                continue
-            outcomes = await self._fetch(list(batch))
-            for job_id, futures in batch.items():
-                outcome = outcomes[job_id]
-                for future in futures:
-                    if future.done():
-                        continue
-                    if isinstance(outcome, BaseException):
-                        future.set_exception(outcome)
-                    else:
-                        future.set_result(outcome)
+            if batch:
+                await self._answer(batch)
 
-    async def _fetch(self, job_ids: list[str]) -> dict[str, JobStatus | BaseException]:
-        outcomes: dict[str, JobStatus | BaseException] = {}
-        if len(job_ids) >= self.list_threshold:
+    async def _answer(self, batch: dict[str, list[asyncio.Future[JobStatus]]]) -> None:
+        def deliver(job_id: str, outcome: JobStatus | BaseException) -> None:
+            for future in batch.pop(job_id, ()):
+                if future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+        finished: dict[str, JobStatus] = {}
+        if len(batch) >= self.list_threshold:
             try:
                 self.requests += 1
-                listed = await self.backend.status_many(job_ids)
+                listed = await self.backend.status_many(list(batch))
             except asyncio.CancelledError:
                 raise
-            except RateLimitedError as exc:
-                # The endpoint said "slow down": asking every job one by one now would be N more
-                # requests at the worst moment. Every trigger of this batch backs off instead.
+            except Exception as exc:
+                # The endpoint struggles: asking every job one by one now would be N more requests
+                # at the worst moment. Every trigger of this batch backs off with its own budget.
                 self._note(exc)
-                return dict.fromkeys(job_ids, exc)
-            except Exception as exc:  # the fallback below answers; the cause is worth a line
-                self._note(exc)
-                log.info("listing %d jobs on %s failed (%s); asking one by one", len(job_ids), self.backend.name, exc)
-                listed = None
-            wanted = set(job_ids)  # a set: thousands of jobs are listed every cycle
+                log.info("listing %d jobs on %s failed (%s); every trigger backs off", len(batch),
+                         self.backend.name, exc)
+                for job_id in list(batch):
+                    deliver(job_id, exc)
+                return
             for job_id, status in (listed or {}).items():
-                if job_id in wanted and not status.is_terminal:
-                    outcomes[job_id] = status
-        missing = [job_id for job_id in job_ids if job_id not in outcomes]
+                if job_id not in batch:
+                    continue
+                if status.is_terminal:
+                    finished[job_id] = status  # asked again below, for the backend's full explanation
+                else:
+                    deliver(job_id, status)
+        ask = list(batch)
+        if len(ask) > self.fallback_per_cycle:
+            ask, later = ask[: self.fallback_per_cycle], ask[self.fallback_per_cycle :]
+            for job_id in later:
+                self._pending.setdefault(job_id, []).extend(batch.pop(job_id))
+            self._not_before = max(self._not_before, clock.monotonic() + self.leftover_delay)
         semaphore = asyncio.Semaphore(self.fallback_concurrency)
 
         async def one(job_id: str) -> None:
             async with semaphore:
                 try:
                     self.requests += 1
-                    outcomes[job_id] = await self.backend.status(job_id)
+                    outcome: JobStatus | BaseException = await self.backend.status(job_id)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     self._note(exc)
-                    outcomes[job_id] = exc
+                    # a listed end is still the truth when its details cannot be read
+                    outcome = finished.get(job_id, exc)
+                deliver(job_id, outcome)
 
-        await asyncio.gather(*(one(job_id) for job_id in missing))
-        return outcomes
+        await asyncio.gather(*(one(job_id) for job_id in ask))
 
     def _note(self, exc: BaseException) -> None:
         if isinstance(exc, RateLimitedError) or (isinstance(exc, TransientError) and exc.retry_after):

@@ -86,13 +86,88 @@ async def test_jobs_that_ended_are_asked_once_more_for_their_details() -> None:
     assert backend.calls == ["list:2", "status:b"]
 
 
-async def test_a_failing_list_falls_back_to_one_request_per_job() -> None:
+async def test_a_failing_list_backs_every_trigger_off_instead_of_fanning_out() -> None:
+    # Issue 9 defect 13: a 503 on the list is when the server struggles most; N single requests
+    # (5,000 jobs / 16 at a time x 30 s timeouts) would take hours.
+    backend = DictBackend()
+    backend.states = {str(i): JobState.RUNNING for i in range(50)}
+    backend.list_failures = [ServerError("boom")]
+    answers = await _ask_all(Watcher(backend), [str(i) for i in range(50)])
+    assert all(isinstance(a, ServerError) for a in answers)
+    assert backend.calls == ["list:50"]
+
+
+async def test_listed_jobs_are_answered_before_the_slow_fallback_finishes() -> None:
     backend = DictBackend()
     backend.states = {"a": JobState.RUNNING, "b": JobState.RUNNING}
-    backend.list_failures = [ServerError("boom")]
-    answers = await _ask_all(Watcher(backend), ["a", "b"])
+    release = asyncio.Event()
+    original = backend.status
+
+    async def slow_status(job_id: str) -> JobStatus:
+        await release.wait()
+        return await original(job_id)
+
+    backend.status = slow_status  # type: ignore[method-assign]
+    watcher = Watcher(backend)
+    listed = asyncio.create_task(watcher.status("a"))
+    unlisted = asyncio.create_task(watcher.status("gone"))
+    assert (await asyncio.wait_for(listed, 10)).job_id == "a", "a listed job must not wait for the fallback"
+    assert not unlisted.done()
+    release.set()
+    with pytest.raises(JobNotFoundError):
+        await unlisted
+
+
+async def test_the_fallback_is_capped_per_cycle() -> None:
+    backend = DictBackend(can_list=False)
+    backend.states = {str(i): JobState.RUNNING for i in range(10)}
+    watcher = Watcher(backend)
+    watcher.fallback_per_cycle = 4
+    watcher.leftover_delay = 0.2
+    answers = await _ask_all(watcher, [str(i) for i in range(10)])
     assert all(isinstance(a, JobStatus) for a in answers)
-    assert sorted(backend.calls) == ["list:2", "status:a", "status:b"]
+    per_cycle = [c for c in backend.calls if c.startswith("list")]
+    assert len(per_cycle) == 3, "10 jobs at 4 per cycle take three cycles"
+
+
+async def test_a_finished_job_keeps_its_listed_state_when_its_details_cannot_be_read() -> None:
+    backend = DictBackend()
+    backend.states = {"a": JobState.RUNNING, "b": JobState.SUCCEEDED}
+    backend.status_failures = [ServerError("detail page down")]
+    answers = await _ask_all(Watcher(backend), ["a", "b"])
+    assert answers[1].state is JobState.SUCCEEDED
+
+
+@pytest.mark.parametrize("hint", [float("inf"), float("nan"), -5.0, 86400.0])
+async def test_an_absurd_retry_after_never_holds_the_endpoint_longer_than_the_cap(hint: float) -> None:
+    from airflow_spark_async.core.http import MAX_RETRY_AFTER
+
+    watcher = Watcher(DictBackend())
+    before = time.monotonic()
+    watcher.slow_down(hint)
+    assert watcher._not_before - before <= MAX_RETRY_AFTER + 1
+
+
+def test_watchers_are_keyed_by_identity_and_never_swap_credentials() -> None:
+    # Issue 9 defect 9: every new trigger used to swap the shared backend in: runs of team A
+    # were then polled with team B's token.
+    from airflow_spark_async.core.watcher import get_watcher
+
+    class Tokened(DictBackend):
+        def __init__(self, token: str) -> None:
+            super().__init__()
+            self.token = token
+
+        def identity(self) -> str:
+            return f"{self.watch_key}|{self.token}"
+
+    async def main() -> None:
+        a, b, a2 = Tokened("team-a"), Tokened("team-b"), Tokened("team-a")
+        wa, wb = get_watcher(a), get_watcher(b)
+        assert wa is not wb and wa.backend is a and wb.backend is b
+        assert get_watcher(a2) is wa and wa.backend is a, "same identity: one watcher, its own backend"
+
+    asyncio.run(main())
 
 
 async def test_a_rate_limited_list_is_not_followed_by_one_request_per_job() -> None:
