@@ -250,7 +250,7 @@ class SparkJobOperator(BaseOperator):
         cancelled first, so no two jobs of one task instance run at once (I1).
         """
         family = key_family(key)
-        known = await self._known_jobs(backend, family)
+        known = await self._known_jobs(backend, family, key)
         keep: JobStatus | None = None
         for st in known:
             if not st.may_run:
@@ -270,10 +270,10 @@ class SparkJobOperator(BaseOperator):
             return keep
         return await self._submit(backend, job, key, family)
 
-    async def _known_jobs(self, backend: Backend, family: str) -> Sequence[JobStatus]:
+    async def _known_jobs(self, backend: Backend, family: str, key: str) -> Sequence[JobStatus]:
         """Every job the backend or the ledger knows for this task instance, newest first."""
         if backend.supports_find_by_key:
-            return await backend.find_jobs(family)
+            return await _find_jobs(backend, family, key)
         entry = read_entry(self.ledger, family, backend.name)
         if entry is None:
             return []
@@ -318,7 +318,7 @@ class SparkJobOperator(BaseOperator):
     async def _settle_race(self, backend: Backend, mine: JobStatus, key: str, family: str) -> JobStatus:
         """Two tries that submitted at once (a zombie worker and its retry) both see both jobs; both
         keep the oldest and cancel the others, so they converge on one job."""
-        same = [st for st in await backend.find_jobs(family)
+        same = [st for st in await _find_jobs(backend, family, key)
                 if st.key == key and st.may_run and st.state is not JobState.CANCELLING]
         if len(same) < 2:
             return mine
@@ -433,6 +433,15 @@ class SparkJobOperator(BaseOperator):
         """Cancel the job when the task is killed on the worker (``deferrable=False``)."""
         if self._job_id:
             self._cancel(self._job_id)
+
+
+async def _find_jobs(backend: Backend, family: str, key: str) -> Sequence[JobStatus]:
+    """``backend.find_jobs``, or its exact ``find_by_key`` where a backend only has that."""
+    try:
+        return await backend.find_jobs(family)
+    except NotImplementedError:
+        found = await backend.find_by_key(key)
+        return [] if found is None else [dataclasses.replace(found, key=found.key or key)]
 
 
 def _with_status(ev: JobEvent, status: JobStatus) -> JobEvent:
