@@ -13,9 +13,12 @@ import uuid
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_spark_async.core import trigger as trigger_module
 from airflow_spark_async.core.errors import ConfigurationError
+from airflow_spark_async.core.events import EVENT_VERSION
 from airflow_spark_async.core.http import close_loop_sessions
 from airflow_spark_async.core.operator import SparkJobFailed, SparkJobTimeout
+from airflow_spark_async.core.trigger import SparkJobTrigger
 from tests.conformance.harness import FakeTI, Harness, defer, rebuild, run_to_end, run_trigger
 from tests.servers.fault_proxy import Fault
 
@@ -39,7 +42,7 @@ def test_success_resumes_with_the_job_id(harness: Harness) -> None:
     op = harness.make_operator("ok", "succeed", 2)
     ti = _ti("ok")
     result, events = run_to_end(op, ti)
-    assert events[0]["status"] == "success" and events[0]["v"] == 1
+    assert events[0]["status"] == "success" and events[0]["v"] == EVENT_VERSION
     assert result == ti.xcoms["job_id"] == events[0]["job_id"]
     assert harness.count("POST", harness.submit_path) == 1
 
@@ -135,20 +138,40 @@ def test_serialize_round_trip_rebuilds_an_equal_trigger(harness: Harness) -> Non
     run_trigger(clone)
 
 
-def test_on_kill_cancels_the_job(harness: Harness) -> None:
-    op = harness.make_operator("kill", "succeed", 120)
-    trigger = rebuild(defer(op, _ti("kill")))
+def _kill_while_watching(trigger: SparkJobTrigger, task_state: str | None) -> None:
+    async def state() -> str | None:
+        return task_state
+
+    trigger.read_task_state = state  # type: ignore[method-assign]
 
     async def start_then_kill() -> None:
         task = asyncio.create_task(anext(trigger.run()))
         await asyncio.sleep(2)
         task.cancel()
-        await trigger.on_kill()  # no task instance here: the state is unknown, so it cancels
+        await trigger.on_kill()
         await close_loop_sessions()
 
     asyncio.run(start_then_kill())
+
+
+def test_on_kill_cancels_the_job_once_the_user_marked_the_task_failed(harness: Harness) -> None:
+    op = harness.make_operator("kill", "succeed", 120)
+    trigger = rebuild(defer(op, _ti("kill")))
+    _kill_while_watching(trigger, "failed")
     assert harness.cancels() == 1
     _wait_remote(harness, trigger.job_id, harness.cancelled_states)
+
+
+@pytest.mark.parametrize("task_state", ["deferred", None], ids=["moved", "state-unknown"])
+def test_on_kill_leaves_the_job_alone_when_the_trigger_moved_or_the_state_is_unknown(
+    harness: Harness, task_state: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trigger_module, "STATE_LOOKUP_BUDGET", 1.0)
+    op = harness.make_operator("moved", "succeed", 120)
+    trigger = rebuild(defer(op, _ti("moved")))
+    _kill_while_watching(trigger, task_state)
+    assert harness.cancels() == 0
+    harness_cancel(harness, trigger)
 
 
 def test_on_kill_after_the_event_does_not_cancel(harness: Harness) -> None:
