@@ -5,22 +5,32 @@
   server-side lock: a duplicate submission of a try that is still running is answered with the
   running batch instead of a second one. Livy keeps a finished batch's name until the batch is
   garbage-collected, so a retry after a failure submits ``<name>-<key>-<n>``.
-* **Reattach** — ``find_by_key`` pages through ``GET /batches`` newest first and returns the newest
-  batch whose name carries the key (``supports_find_by_key``: no Airflow-side ledger needed).
+* **Keys** — every status built from a Batch object (``POST /batches``, ``GET /batches``,
+  ``GET /batches/{id}``) carries the key found in the batch's name (:attr:`JobStatus.key`). Livy
+  without session recovery restarts its ids at 0, so after a restart an id the core remembers may
+  name *another* batch: the key is what tells them apart, and the core compares it.
+* **Lookup** — ``find_jobs(family)`` pages through ``GET /batches`` newest first and returns every
+  batch whose name carries a key of that family; ``find_by_key`` the newest of exactly one key
+  (``supports_find_by_key``: no Airflow-side ledger needed).
 * **Watch** — ``status_many`` answers every trigger of one Livy server (and identity) with paged
-  ``GET /batches`` — one request per cycle while the watched batches are among the newest
-  ``page_size``; ``status`` (``GET /batches/{id}/state``) is the fallback, plus one
-  ``GET /batches/{id}`` for the details once a batch has ended.
+  ``GET /batches``, as many pages as it takes to reach the oldest watched batch (or fewer, when
+  asking the rest one by one is cheaper); ``status`` (``GET /batches/{id}``, which has the name) is
+  the fallback and the full story once a batch has ended.
+* **Gone** — a batch Livy no longer knows answers 404: it was deleted, garbage-collected
+  ``livy.server.session.state-retain.sec`` (default 600 s) after it ended, or Livy restarted without
+  recovery. That is :class:`JobNotFoundError`, saying so; what follows is the core's decision.
 * **Logs** — ``GET /batches/{id}/log`` paged backwards from the end with ``from``/``size``, the
   cursor kept between pages, so the task log gets the *last* lines, as many as asked.
-* **Cancel** — ``DELETE /batches/{id}``; a batch Livy no longer knows needs no cancelling.
+* **Cancel** — ``DELETE /batches/{id}``; a batch Livy no longer knows needs no cancelling. Given the
+  ``key``, the batch's name is checked first, and a batch that carries another key is never deleted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
+import logging
+import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -32,6 +42,7 @@ from airflow_spark_async.core.errors import (
     ServerError,
 )
 from airflow_spark_async.core.http import get_session, request_json
+from airflow_spark_async.core.keys import find_key, parse_key
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.livy.hook import LivyOptions, LivySettings
@@ -41,8 +52,12 @@ if TYPE_CHECKING:
 
 __all__ = ["BATCH_STATES", "LivyBackend", "LivyBatch", "LivyJob", "batch_name", "build_batch_request"]
 
+log = logging.getLogger(__name__)
+
 #: Livy's session states → ours. The interactive-only states are listed too: a gateway or a newer
-#: Livy may report them for batches, and none of them is an end.
+#: Livy may report them for batches, and none of them is an end. ``shutting_down`` is CANCELLING:
+#: Livy enters it only from ``stopSession`` — a DELETE or its own timeout stopping the session — and
+#: never leaves it for anything but an end, so it is a stop in progress, never a job to reattach to.
 BATCH_STATES: dict[str, JobState] = {
     "not_started": JobState.PENDING,
     "starting": JobState.PENDING,
@@ -50,7 +65,7 @@ BATCH_STATES: dict[str, JobState] = {
     "idle": JobState.RUNNING,
     "running": JobState.RUNNING,
     "busy": JobState.RUNNING,
-    "shutting_down": JobState.RUNNING,
+    "shutting_down": JobState.CANCELLING,
     "success": JobState.SUCCEEDED,
     "error": JobState.FAILED,
     "dead": JobState.FAILED,
@@ -62,8 +77,8 @@ _EXPLAIN = {
     "killed": "the batch was killed (DELETE /batches/{id}, or the cluster manager killed the application)",
 }
 _DUPLICATE_NAME = "Duplicate session name"
-#: How far back ``status_many`` pages per cycle; older batches fall back to ``GET /batches/{id}/state``.
-LIST_PAGES_PER_CYCLE = 3
+#: Livy's setting after which an ended batch is forgotten (404), named in the not-found message
+STATE_RETAIN_SETTING = "livy.server.session.state-retain.sec"
 
 
 @dataclasses.dataclass
@@ -107,8 +122,10 @@ class LivyBatch:
             log=tuple(str(line) for line in log),
         )
 
-    def carries(self, key: str) -> bool:
-        return self.name is not None and key in self.name
+    @property
+    def key(self) -> str | None:
+        """The key in the batch's name (``<name>-<key>`` or ``<name>-<key>-<n>``), if it has one."""
+        return find_key(self.name)
 
 
 def batch_name(base: str, key: str, attempt: int = 0) -> str:
@@ -179,6 +196,10 @@ class LivyBackend(Backend):
     def watch_key(self) -> str:
         return self.settings.watch_key
 
+    def identity(self) -> str:
+        """Endpoint + a digest of the headers (credentials) — see :attr:`LivySettings.identity`."""
+        return self.settings.identity
+
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         session = get_session(self.settings.origin, verify_ssl=self.settings.verify_ssl)
         url = self.settings.base_url + path
@@ -206,47 +227,67 @@ class LivyBackend(Backend):
                 # Another submission of this key holds the name. While it runs it *is* this try's
                 # batch (a worker that crashed after Livy accepted it); once ended, take a new name.
                 existing = await self.find_by_key(key)
-                if existing is not None and not existing.is_terminal:
+                if existing is not None and existing.state in (JobState.PENDING, JobState.RUNNING):
                     return existing
                 attempt = max(attempt + 1, self._next_attempt.pop(key, 0))
                 continue
             return self._status(LivyBatch.parse(created, what="POST /batches"))
 
     async def find_by_key(self, key: str) -> JobStatus | None:
+        """The newest batch whose name carries exactly ``key`` — never one of another key that merely
+        contains it as a substring (``…-1`` is not ``…-12``)."""
         async for batch in self._batches_newest_first():
-            if batch.carries(key):
+            if batch.key == key:
                 self._next_attempt[key] = _attempt_of(batch.name or "", key) + 1
                 return self._status(batch)
         return None
 
+    async def find_jobs(self, family: str) -> Sequence[JobStatus]:
+        """Every batch Livy still lists whose key belongs to ``family``, newest first. Pages through
+        the whole list: a lookup by key must see every batch, and it runs once per try, not per poll."""
+        found: list[JobStatus] = []
+        async for batch in self._batches_newest_first():
+            key = batch.key
+            parsed = parse_key(key) if key else None
+            if key is None or parsed is None or parsed.family != family:
+                continue
+            self._next_attempt.setdefault(key, _attempt_of(batch.name or "", key) + 1)
+            found.append(self._status(batch))
+        return found
+
     # -- watch ---------------------------------------------------------------------------------
 
     async def status(self, job_id: str) -> JobStatus:
-        batch_id = _batch_id(job_id)
-        data = await self._get_known(f"/batches/{batch_id}/state", batch_id)
-        if not isinstance(data, Mapping) or not isinstance(data.get("state"), str):
-            raise ServerError(f"GET /batches/{batch_id}/state: Livy answered {str(data)[:200]!r}")
-        state = data["state"]
-        if BATCH_STATES.get(state, JobState.PENDING).is_terminal:
-            # The end deserves the full story: appInfo links and the last log lines — unless the
-            # batch was deleted in between, and then the state alone is still the true end.
-            with contextlib.suppress(JobNotFoundError):
-                return self._status(dataclasses.replace(await self.batch(batch_id), state=state))
-        return self._status(LivyBatch(id=batch_id, state=state))
+        """``GET /batches/{id}``: the state *and* the name — so the key — in one request, plus the
+        appInfo links and the last log lines for an end. (``/state`` is smaller but has no name, and
+        without the name a batch of someone else at a reused id would pass for ours.)"""
+        return self._status(await self.batch(job_id))
 
     async def status_many(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:
+        """Paged ``GET /batches``, newest first, as far back as the oldest watched batch.
+
+        Ids grow with creation order and the list is in creation order, so once a page starts at or
+        below the oldest wanted id there is nothing left to find. The walk also stops when the pages
+        still to read (bounded by the remaining list and by the id distance) outnumber the batches
+        still missing: asking those one by one (``status``) is then fewer requests.
+        """
         wanted = {str(job_id) for job_id in job_ids}
-        oldest = min((int(j) for j in wanted if j.isdigit()), default=0)
+        numeric = [int(j) for j in wanted if j.isdigit()]
         found: dict[str, JobStatus] = {}
-        pages = 0
-        async for page in self._pages_newest_first():
+        if not numeric:
+            return found
+        oldest = min(numeric)
+        async for start, page in self._pages_newest_first():
             for batch in page:
                 if batch.id in wanted:
                     found[batch.id] = self._status(batch)
-            pages += 1
-            # Ids grow with creation order: past the oldest wanted id there is nothing left to find.
-            seen_oldest = min((int(b.id) for b in page if b.id.isdigit()), default=0)
-            if len(found) == len(wanted) or pages >= LIST_PAGES_PER_CYCLE or seen_oldest <= oldest:
+            ids = [int(b.id) for b in page if b.id.isdigit()]
+            if len(found) == len(wanted) or not ids or min(ids) <= oldest or start <= 0:
+                break
+            seen_oldest = min(ids)
+            missing = sum(1 for i in numeric if i < seen_oldest and str(i) not in found)
+            pages_left = min(math.ceil(start / self.page_size), math.ceil((seen_oldest - oldest) / self.page_size))
+            if missing < pages_left:
                 break
         return found
 
@@ -261,16 +302,16 @@ class LivyBackend(Backend):
             return await self._call("GET", path)
         except JobNotFoundError as exc:
             raise JobNotFoundError(
-                f"Livy at {self.settings.base_url} does not know batch {batch_id}: it was deleted, garbage-collected "
-                "after livy.server.session.state-retain.sec, or Livy restarted without session recovery "
-                f"({exc})",
+                f"Livy at {self.settings.base_url} does not know batch {batch_id} (404): it was deleted, "
+                f"garbage-collected after it ended ({STATE_RETAIN_SETTING}, 600 s by default), or Livy "
+                f"restarted without session recovery ({exc})",
                 status=404,
             ) from exc
 
-    async def _pages_newest_first(self) -> AsyncIterator[list[LivyBatch]]:
-        """Pages of ``GET /batches``, newest first. Livy lists batches in creation order and ``total``
-        counts them all, so the newest page starts at ``total - size``; the last ``total`` seen is the
-        guess for the next cycle, which makes the steady state one request."""
+    async def _pages_newest_first(self) -> AsyncIterator[tuple[int, list[LivyBatch]]]:
+        """``(from, page)`` of ``GET /batches``, newest first. Livy lists batches in creation order and
+        ``total`` counts them all, so the newest page starts at ``total - size``; the last ``total``
+        seen is the guess for the next cycle, which makes the steady state one request."""
         size = self.page_size
         start = max(0, self._total_hint - size)
         total, sessions = await self._list(start, size)
@@ -278,19 +319,22 @@ class LivyBackend(Backend):
             start = max(0, total - size)
             total, sessions = await self._list(start, size)
         self._total_hint = total
-        yield sessions[::-1]
+        yield start, sessions[::-1]
         while start > 0:
             # Going backwards: a batch garbage-collected meanwhile shifts older ones left, which can
             # only repeat a batch on the next page, never skip one.
             begin = max(0, start - size)
             _total, sessions = await self._list(begin, start - begin)
             start = begin
-            yield sessions[::-1]
+            yield start, sessions[::-1]
 
     async def _batches_newest_first(self) -> AsyncIterator[LivyBatch]:
-        async for page in self._pages_newest_first():
+        seen: set[str] = set()
+        async for _start, page in self._pages_newest_first():
             for batch in page:
-                yield batch
+                if batch.id not in seen:  # a shifted page may repeat one
+                    seen.add(batch.id)
+                    yield batch
 
     async def _list(self, start: int, size: int) -> tuple[int, list[LivyBatch]]:
         data = await self._call("GET", "/batches", params={"from": start, "size": size})
@@ -314,13 +358,34 @@ class LivyBackend(Backend):
         if state in (JobState.FAILED, JobState.CANCELLED):
             lines = [line for line in batch.log if not _is_marker(line)]
             diagnostics = "\n".join(lines) or None
-        return JobStatus(batch.id, state, batch.state, message=message, diagnostics=diagnostics, links=links)
+        return JobStatus(batch.id, state, batch.state, message=message, diagnostics=diagnostics, links=links,
+                         key=batch.key)
 
     # -- cancel, logs, links ---------------------------------------------------------------------
 
-    async def cancel(self, job_id: str) -> None:
-        # 404: Livy no longer knows the batch (deleted, collected, restarted) — nothing left to stop.
-        await self._call("DELETE", f"/batches/{_batch_id(job_id)}", not_found_ok=True)
+    async def cancel(self, job_id: str, *, key: str | None = None) -> None:
+        """``DELETE /batches/{id}``; a 404 means Livy no longer knows the batch — nothing left to stop.
+
+        With ``key``, the batch is read first (``GET /batches/{id}``) and deleted only if its name
+        carries exactly that key and it has not ended: after a Livy restart without recovery the id
+        may belong to another batch, and deleting it would kill someone else's job. The check and the
+        delete are two requests, so a Livy restart *between* them (milliseconds) is not covered.
+        """
+        batch_id = _batch_id(job_id)
+        if key is not None:
+            try:
+                batch = await self.batch(batch_id)
+            except JobNotFoundError:
+                return
+            if batch.key != key:
+                log.warning(
+                    "Not cancelling Livy batch %s: it carries key %s, not %s (Livy restarted and reused the id; "
+                    "the batch of %s is gone)", batch_id, batch.key, key, key,
+                )
+                return
+            if BATCH_STATES.get(batch.state, JobState.PENDING).is_terminal:
+                return  # ended: nothing to stop, and its log stays readable
+        await self._call("DELETE", f"/batches/{batch_id}", not_found_ok=True)
 
     async def logs(self, job_id: str, *, tail_lines: int) -> str | None:
         """The last ``tail_lines`` lines of the batch log, read backwards page by page."""

@@ -254,9 +254,16 @@ class LivySettings:
 
     @property
     def watch_key(self) -> str:
-        """Triggers of one Livy server *and one identity* share a watcher: different credentials may see
-        different batches. The identity enters as a digest, never as the secret itself."""
-        digest = hashlib.sha256(repr(sorted(self.headers.items())).encode()).hexdigest()[:16]
+        """The endpoint: scheme, host, port and prefix."""
+        return self.base_url
+
+    @property
+    def identity(self) -> str:
+        """Endpoint *and* who is asking: triggers of one Livy server share a watcher only when they
+        send the same headers (credentials, tenant headers), because different principals may see
+        different batches. The headers enter as the first 12 hex digits of a SHA-256 digest, never
+        as the secret itself."""
+        digest = hashlib.sha256(repr(sorted(self.headers.items())).encode()).hexdigest()[:12]
         return f"{self.base_url}|{digest}"
 
     @classmethod

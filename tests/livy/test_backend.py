@@ -9,6 +9,7 @@ import time
 import pytest
 
 from airflow_spark_async.core.errors import JobNotFoundError
+from airflow_spark_async.core.keys import job_key
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.core.trigger import watch_job
 from airflow_spark_async.livy.backend import BATCH_STATES, LivyJob, batch_name, build_batch_request
@@ -19,6 +20,8 @@ from tests.servers.fault_proxy import Fault, FaultProxy
 from tests.servers.livy_server import LivyServer, Step
 
 JOB = LivyJob(application="file:///apps/job.py", name="job")
+WANTED = job_key("d", "wanted", "r")
+NEXT = job_key("d", "next", "r")
 
 
 def submit(key: str, job: LivyJob = JOB) -> str:
@@ -44,7 +47,8 @@ def test_non_terminal_states_keep_the_trigger_polling(livy: LivyServer, state: s
     status = run(lambda: _status(batch_id))
     assert status.backend_state == state and not status.is_terminal
     waiting = state in ("not_started", "starting", "recovering")
-    assert status.state is (JobState.PENDING if waiting else JobState.RUNNING)
+    stopping = state == "shutting_down"  # a stop in progress: never reattached to
+    assert status.state is (JobState.PENDING if waiting else JobState.CANCELLING if stopping else JobState.RUNNING)
 
 
 async def _status(batch_id: str):  # type: ignore[no-untyped-def]
@@ -114,7 +118,7 @@ def test_a_garbage_collected_batch_is_not_found() -> None:
 
 def test_many_triggers_cost_one_list_request_per_cycle(livy: LivyServer) -> None:
     """Eight batches watched at once: the watcher lists them with one GET /batches per cycle and asks
-    each batch alone only once, when it ended (for the full story)."""
+    each batch alone only once, when it ended (``GET /batches/{id}``: the full story)."""
     ids = []
     for i in range(8):
         livy.script(Step("running", 3.0), Step("success"))
@@ -131,11 +135,11 @@ def test_many_triggers_cost_one_list_request_per_cycle(livy: LivyServer) -> None
     cycles = (time.monotonic() - started) / 0.5
     lists = livy.count("GET", r"^/batches\?")
     assert 3 <= lists <= cycles + 2, f"{lists} list requests in {cycles:.0f} cycles"
-    assert livy.count("GET", r"/state$") == 8, "one /state per batch, at its end"
+    assert livy.count("GET", r"/state$") == 0, "the Batch object has the state and the name"
     assert livy.count("GET", r"^/batches/\d+$") == 8, "one detail read per batch, at its end"
 
 
-def test_a_failing_list_falls_back_to_the_state_of_each_batch(proxied_livy: tuple[LivyServer, FaultProxy]) -> None:
+def test_a_failing_list_still_ends_every_batch(proxied_livy: tuple[LivyServer, FaultProxy]) -> None:
     livy, proxy = proxied_livy
     ids = []
     for i in range(3):
@@ -149,47 +153,51 @@ def test_a_failing_list_falls_back_to_the_state_of_each_batch(proxied_livy: tupl
         return [e.status.value for e in events]
 
     assert run(together) == ["success"] * 3
-    assert len(proxy.injected) >= 2, "the listing was tried and failed"
-    assert livy.count("GET", r"/state$") >= 6, "every batch was answered by GET /batches/{id}/state"
+    assert len(proxy.injected) >= 1, "the listing was tried and failed"
+    assert livy.count("GET", r"^/batches/\d+$") >= 3, "every batch was answered by GET /batches/{id}"
 
 
 def test_listing_pages_back_from_the_newest_batches(livy: LivyServer) -> None:
     livy.default_script = (Step("success"),)
     ids = [submit(f"asa-page-{i}") for i in range(230)]
 
-    async def list_some() -> tuple[dict[str, str], dict[str, str]]:
+    async def list_some() -> tuple[dict[str, str], dict[str, str], int]:
         b = await backend(page_size=50)
         newest = await b.status_many(ids[-3:])
-        old = await b.status_many([ids[5], ids[-1]])  # five pages back: more than a cycle may read
-        return ({k: v.backend_state for k, v in newest.items()}, {k: v.backend_state for k, v in old.items()})
+        old = await b.status_many([ids[5], ids[-1]])  # one batch four pages back: its own GET is cheaper
+        most = await b.status_many(ids[:200])  # 200 batches: paged back to the oldest of them
+        return ({k: v.backend_state for k, v in newest.items()}, {k: v.backend_state for k, v in old.items()},
+                len(most))
 
     livy.clear_requests()
-    newest, old = run(list_some)
+    newest, old, most = run(list_some)
     assert newest == {i: "success" for i in ids[-3:]}
     assert livy.requests[0] == ("GET", "/batches?from=0&size=50")  # no hint yet: learns "total"
     assert livy.requests[1] == ("GET", "/batches?from=180&size=50")  # then jumps to the newest page
-    assert old == {ids[-1]: "success"}, "ids beyond the per-cycle pages are left to GET /state"
-    assert livy.count("GET", r"^/batches\?") == 2 + 3
+    assert old == {ids[-1]: "success"}, "a lone old id is left to GET /batches/{id}"
+    assert most == 200
+    assert [p for _m, p in livy.requests[3:]] == [f"/batches?from={f}&size=50" for f in (180, 130, 80, 30)] + [
+        "/batches?from=0&size=30"]
 
 
 def test_find_by_key_returns_the_newest_batch_of_the_key_across_pages(livy: LivyServer) -> None:
     livy.default_script = (Step("success"),)
     livy.script(Step("dead"))
-    first = submit("asa-wanted")
+    first = submit(WANTED)
     for i in range(120):
         submit(f"asa-filler-{i}")
     livy.script(Step("running"))
-    second = submit("asa-wanted")  # a retry: the name of the dead one is still held → suffix -1
+    second = submit(WANTED)  # a retry: the name of the dead one is still held → suffix -1
     for i in range(120):
         submit(f"asa-more-{i}")
     names = {b["id"]: b["name"] for b in livy.batches()}
-    assert names[int(first)] == batch_name("job", "asa-wanted")
-    assert names[int(second)] == batch_name("job", "asa-wanted", 1)
+    assert names[int(first)] == batch_name("job", WANTED)
+    assert names[int(second)] == batch_name("job", WANTED, 1)
 
     async def find() -> tuple[str | None, str | None]:
         b = await backend()
-        found = await b.find_by_key("asa-wanted")
-        missing = await b.find_by_key("asa-never-submitted")
+        found = await b.find_by_key(WANTED)
+        missing = await b.find_by_key(job_key("d", "never-submitted", "r"))
         return (found.job_id if found else None, missing.job_id if missing else None)
 
     assert run(find) == (second, None)
@@ -199,8 +207,8 @@ def test_a_duplicate_submission_of_a_running_try_returns_its_batch(livy: LivySer
     """Livy refuses a second live batch of one name: the name is a server-side lock against a
     double submission, and the answer to the refused one is the batch that holds the name."""
     livy.script(Step("running"))
-    first = submit("asa-dup")
-    second = submit("asa-dup")
+    first = submit(job_key("d", "dup", "r"))
+    second = submit(job_key("d", "dup", "r"))
     assert first == second
     assert [b["id"] for b in livy.batches()] == [int(first)]
     assert livy.count("POST", r"^/batches$") == 2  # the refused one consumed id 1, as Livy does
@@ -208,20 +216,20 @@ def test_a_duplicate_submission_of_a_running_try_returns_its_batch(livy: LivySer
 
 def test_a_retry_after_an_ended_batch_submits_under_the_next_name_without_a_refusal(livy: LivyServer) -> None:
     livy.script(Step("dead"))
-    failed = submit("asa-next")
+    failed = submit(NEXT)
     wait_state(livy, failed, "dead")
 
     async def retry() -> str:
         b = await backend()
-        found = await b.find_by_key("asa-next")  # what the operator does before submitting
+        found = await b.find_by_key(NEXT)  # what the operator does before submitting
         assert found is not None and found.is_terminal
-        return (await b.submit(JOB, key="asa-next")).job_id
+        return (await b.submit(JOB, key=NEXT)).job_id
 
     livy.clear_requests()
     new = run(retry)
     assert new != failed
     assert livy.count("POST", r"^/batches$") == 1
-    assert livy.posts[0]["name"] == batch_name("job", "asa-next", 1)
+    assert livy.posts[0]["name"] == batch_name("job", NEXT, 1)
 
 
 def test_logs_return_the_last_lines_paged_backwards(livy: LivyServer) -> None:

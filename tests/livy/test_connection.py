@@ -57,9 +57,10 @@ def test_credentials_become_headers_and_never_show_in_repr() -> None:
     assert basic.headers["Authorization"] == "Basic YWxpY2U6czNjcmV0"
     bearer = settings(password="tok-123")  # a password without a login is a bearer token
     assert bearer.headers["Authorization"] == "Bearer tok-123"
-    assert "s3cret" not in repr(basic) and "tok-123" not in repr(bearer) and "tok-123" not in bearer.watch_key
+    assert "s3cret" not in repr(basic) and "tok-123" not in repr(bearer) and "tok-123" not in bearer.identity
     assert settings({"auth_type": "none"}, login="a", password="b").headers.get("Authorization") is None
-    assert basic.watch_key != bearer.watch_key, "different identities must not share a watcher"
+    assert basic.identity != bearer.identity, "different identities must not share a watcher"
+    assert basic.watch_key == bearer.watch_key == "http://livy.example.com", "one endpoint"
 
 
 @pytest.mark.parametrize(
@@ -112,7 +113,7 @@ def test_authentication_is_sent_by_worker_and_triggerer(monkeypatch: pytest.Monk
         [event] = run_trigger(rebuild(defer(op, ti)))
         assert event["status"] == "success"
         assert op.execute_complete(context(ti), event) == ti.xcoms["job_id"]
-        assert livy.count("GET", r"/state$") >= 2, "the triggerer polled with the credentials"
+        assert livy.count("GET", r"^/batches/\d+$") >= 2, "the triggerer polled with the credentials"
 
         set_conn(monkeypatch, CONN, livy.port, login="alice", password="wrong")
         with pytest.raises(AuthError, match="401"):

@@ -13,7 +13,10 @@ CreateBatchRequest, BatchSession, SparkProcApp, SessionManager, CsrfFilter), sum
   ``/log?from=&size=`` (Livy's paging: ``size`` default 100, ``from`` default = the tail), and
   ``DELETE /batches/{id}`` — 200 ``{"msg": "deleted"}``, the application killed, then 404.
 * Unknown ids → 404 ``{"msg": "Session '<id>' not found."}``; finished batches are forgotten after
-  ``state_retain`` seconds (``livy.server.session.state-retain.sec``) → 404.
+  ``state_retain`` seconds (``livy.server.session.state-retain.sec``) → 404, their names freed.
+  Livy's own collector (SessionManager.collectGarbage) runs once a minute; here it runs before every
+  request (the strictest schedule Livy can show), and :meth:`LivyServer.collect_garbage` runs it on
+  demand with any retention, so a test need not sleep through one.
 * Optional HTTP Basic or bearer authentication (401 + ``WWW-Authenticate``), CSRF protection
   (``X-Requested-By`` required on POST/DELETE), and a path prefix, as behind a Knox gateway.
 * :meth:`LivyServer.restart` forgets every batch and restarts ids at 0: Livy without recovery.
@@ -244,6 +247,11 @@ class LivyServer(BackgroundServer):
             self.request_headers.clear()
             self.posts.clear()
 
+    def collect_garbage(self, retain: float | None = None) -> list[int]:
+        """Run Livy's collector now: forget every batch that ended more than ``retain`` seconds ago
+        (default ``state_retain``; ``0`` forgets every ended batch). Returns the ids forgotten."""
+        return self._collect_garbage(self.state_retain if retain is None else retain)
+
     def restart(self) -> None:
         """Livy restarted without session recovery: batches forgotten, ids from 0 again."""
         self._call(self._restart())
@@ -297,12 +305,18 @@ class LivyServer(BackgroundServer):
     def _owner(self, request: web.Request) -> str | None:
         return self.auth[1] if self.auth and self.auth[0] == "basic" else None
 
-    def _collect_garbage(self) -> None:
+    def _collect_garbage(self, retain: float | None = None) -> list[int]:
+        """SessionManager.collectGarbage for batches: an ended batch older than the retention is
+        deleted (its name freed); a live batch is never collected."""
+        retain = self.state_retain if retain is None else retain
         now = time.time()
+        forgotten = []
         with self._lock:
             for batch_id, batch in list(self._batches.items()):
-                if batch.finished_at is not None and now - batch.finished_at > self.state_retain:
+                if batch.finished_at is not None and now - batch.finished_at >= retain:
                     del self._batches[batch_id]
+                    forgotten.append(batch_id)
+        return forgotten
 
     def _find(self, request: web.Request) -> _Batch | None:
         key = request.match_info["id"]
