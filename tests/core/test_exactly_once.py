@@ -27,6 +27,7 @@ from airflow_spark_async.core.http import MAX_RETRY_AFTER, parse_retry_after
 from airflow_spark_async.core.keys import job_key, job_key_from_context, key_family, parse_key
 from airflow_spark_async.core.ledger import MemoryLedger, read_entry
 from airflow_spark_async.core.operator import SparkJobFailed, SparkJobOperator, SparkJobTimeout
+from airflow_spark_async.core.sensor import SparkJobSensor
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.core.trigger import SparkJobTrigger
@@ -507,3 +508,22 @@ def test_on_kill_with_a_hanging_state_lookup_fits_the_on_kill_limit(world: MemBa
     began = time.monotonic()
     _on_kill(trigger)
     assert time.monotonic() - began < 30 - trigger_module.CANCEL_BUDGET and world.cancelled == []
+
+
+# -- defect 12: sensors wait again instead of failing at once ------------------------------------------
+
+
+class MemSensor(SparkJobSensor):
+    trigger_class = MemTrigger
+    default_conn_id = CONN
+
+
+def test_a_sensor_waits_again_after_unreachable_while_the_job_runs(world: MemBackend) -> None:
+    world.jobs["1"] = Job("1", job_key("d", "t", "r"))
+    sensor = MemSensor(task_id="watch", job_id="1", poke_interval=1)
+    event = {"status": "unreachable", "backend": "mem", "job_id": "1", "message": "503 x 20"}
+    with pytest.raises(TaskDeferred) as again:
+        sensor.execute_complete(ctx(), event)  # type: ignore[arg-type]
+    assert again.value.trigger.recheck == 1  # type: ignore[attr-defined]
+    world.jobs["1"].state = JobState.SUCCEEDED
+    assert sensor.execute_complete(ctx(), {**event, "recheck": 1}) == "1"  # type: ignore[arg-type]
