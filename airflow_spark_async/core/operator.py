@@ -252,7 +252,7 @@ class SparkJobOperator(BaseOperator):
         family = key_family(key)
         known = await self._known_jobs(backend, family, key)
         keep: JobStatus | None = None
-        for st in known:
+        for st in reversed(known):  # oldest first: of two jobs of one key, every try keeps the older
             if not st.may_run:
                 continue
             if self.reattach and st.key == key and st.state is not JobState.CANCELLING and keep is None:
