@@ -6,7 +6,18 @@
   retries transient failures (``retry_limit`` times, ``retry_delay`` doubling, ``Retry-After``
   honoured) — safe only *because* of the token: a resend after a lost answer gets the same run.
 * **Reattach** across tries is the core's ledger (the API cannot look a run up by token without
-  submitting); the token of an earlier try that may have submitted unrecorded is sent first.
+  submitting, and a run object carries neither the token nor our key, so ``JobStatus.key`` stays
+  unset); the token of an earlier try that may have submitted unrecorded is sent first.
+* **Tokens are per try** (``<key>`` for the first, ``<key>.<try>`` after): Databricks hands a
+  reused token the run it already made, whatever became of it, so a shared token would give a
+  retry the earlier try's failed run (#64828). Hence ``idempotent_submit`` is false: two tries
+  at once (a zombie and its successor) send different tokens and get two runs, which the core's
+  after-submit race check catches. The key's family is per DAG run *instance*, so a DAG run
+  deleted and re-created with the same run id sends new tokens too.
+* **Identity**: :meth:`DatabricksBackend.identity` is the workspace plus a digest of the
+  credentials, so triggers of two principals on one workspace never share a watcher (and a
+  token); a 401 after one credential refresh raises ``AuthError`` and the core re-reads the
+  connection — which is how a PAT rotated in the connection is picked up.
 * **Coalesced polling**: one ``runs/list?active_only=true`` answers for every watched run still
   active; only runs that left the active list are asked for with ``runs/get``.
 * **Failure explains itself**: the run's ``state_message`` and termination code, the per-task
@@ -32,7 +43,7 @@ from airflow_spark_async.core.errors import (
     TransientError,
 )
 from airflow_spark_async.core.fields import from_known_fields
-from airflow_spark_async.core.http import get_session, request_json
+from airflow_spark_async.core.http import MAX_RETRY_AFTER, cap_retry_after, get_session, request_json
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.databricks.hook import DatabricksSettings, SdkAuth
@@ -90,6 +101,8 @@ class DatabricksBackend(Backend):
 
     name: ClassVar[str] = "databricks"
     supports_find_by_key: ClassVar[bool] = False
+    #: the API deduplicates one token, but tokens are per try (see the module docstring)
+    idempotent_submit: ClassVar[bool] = False
 
     def __init__(self, settings: DatabricksSettings, options: Mapping[str, Any] | None = None) -> None:
         opts = DatabricksOptions.from_dict(options)
@@ -114,7 +127,19 @@ class DatabricksBackend(Backend):
     def watch_key(self) -> str:
         """One workspace *and one identity*: a watcher polls with its backend's credentials, and
         another principal may not see (or may not be allowed to read) the same runs."""
+        return self.identity()
+
+    def identity(self) -> str:
+        """The workspace and a salted sha256 digest of the auth method and credentials — never a
+        secret (see :attr:`DatabricksSettings.identity`)."""
         return f"{self.settings.host}|{self.settings.identity}"
+
+    def retry_delay_for(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds before retry ``attempt`` of a submit, cancel or output request: ``retry_delay``
+        doubling, at least a server's ``Retry-After`` — validated and capped like every one
+        (``core.http.MAX_RETRY_AFTER``), so ``Retry-After: 86400`` or ``inf`` cannot park a task."""
+        backoff = self.retry_delay * 2 ** max(0, min(attempt, 32) - 1)
+        return min(max(backoff, cap_retry_after(retry_after) or 0.0), MAX_RETRY_AFTER)
 
     # -- transport -------------------------------------------------------------------------
 
@@ -139,7 +164,7 @@ class DatabricksBackend(Backend):
             except TransientError as exc:
                 if attempt >= attempts:
                     raise
-                delay = max(self.retry_delay * 2 ** (attempt - 1), exc.retry_after or 0.0)
+                delay = self.retry_delay_for(attempt, exc.retry_after)
                 log.warning("Databricks %s %s failed (%s); retry %d/%d in %.1fs", method, path, exc, attempt,
                             self.retry_limit, delay)
                 await asyncio.sleep(delay)

@@ -28,6 +28,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -65,6 +66,8 @@ OAUTH_HEADERS_TTL = 60.0
 #: default retry budget is five minutes, far longer than a poll cycle should wait
 SDK_HTTP_TIMEOUT = 30
 SDK_RETRY_TIMEOUT = 60
+#: salts credential digests (:attr:`DatabricksSettings.identity`); per process, never persisted
+_IDENTITY_SALT = os.urandom(16)
 
 
 def _flag(value: Any) -> bool:
@@ -146,10 +149,14 @@ class DatabricksSettings:
 
     @property
     def identity(self) -> str:
-        """A digest of the auth method and credentials (never the secrets themselves): what
-        tells two connections to one workspace apart."""
+        """A digest of the auth method and credentials (never the secrets themselves): what tells
+        two connections to one workspace apart, and keys watchers and shared SDK configs.
+
+        sha256 over a random salt made once per process: identities are only compared inside one
+        process, and the salt makes a logged identity useless for guessing a weak secret (a basic
+        auth password) offline."""
         raw = json.dumps([self.auth_type, self.azure_ad_endpoint, dict(self.credentials)], sort_keys=True)
-        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+        return hashlib.sha256(_IDENTITY_SALT + raw.encode()).hexdigest()[:32]
 
     @property
     def static_headers(self) -> bool:

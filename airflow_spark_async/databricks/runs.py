@@ -26,7 +26,9 @@ __all__ = ["RESULT_STATES", "Run", "RunState", "TaskRun", "clean_text", "merge_p
 #: life cycle states after which a run never changes again
 TERMINAL_LIFE_CYCLES = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})
 _WAITING = frozenset({"PENDING", "QUEUED", "BLOCKED", "WAITING_FOR_RETRY"})
-_ACTIVE = frozenset({"RUNNING", "TERMINATING"})  # TERMINATING: still cleaning up, not an end
+#: TERMINATING alone is not an end, nor a cancel: a run that finished its work passes through it
+#: too (cleaning up); only with ``user_cancelled_or_timedout`` is it a cancel in progress
+_ACTIVE = frozenset({"RUNNING", "TERMINATING"})
 
 #: result_state of a TERMINATED run → ours
 RESULT_STATES: dict[str, JobState] = {
@@ -102,6 +104,8 @@ class RunState:
     :param message: ``state_message``, else the termination message of ``status``.
     :param code: ``status.termination_details.code`` (``DRIVER_ERROR`` …) when reported.
     :param queue_reason: why the run waits in the queue, when it does.
+    :param cancelled: ``state.user_cancelled_or_timedout``: a user (or the scheduler, at the run's
+        timeout) cancelled it — with ``TERMINATING``, the cancel is in progress.
     """
 
     life_cycle: str
@@ -109,6 +113,7 @@ class RunState:
     message: str = ""
     code: str | None = None
     queue_reason: str = ""
+    cancelled: bool = False
 
     @classmethod
     def parse(cls, obj: Mapping[str, Any]) -> RunState:
@@ -119,8 +124,9 @@ class RunState:
         queue_details = _mapping(status.get("queue_details"))
         queue = clean_text(state.get("queue_reason")) or clean_text(queue_details.get("message"))
         life = clean_text(state.get("life_cycle_state")).upper()
+        cancelled = state.get("user_cancelled_or_timedout") is True
         if life:
-            return cls(life, clean_text(state.get("result_state")).upper() or None, message, code, queue)
+            return cls(life, clean_text(state.get("result_state")).upper() or None, message, code, queue, cancelled)
         v2 = clean_text(status.get("state")).upper()
         if not v2:
             return cls("UNKNOWN", None, message, code, queue)
@@ -137,6 +143,8 @@ class RunState:
     def job_state(self) -> JobState:
         if self.life_cycle in _WAITING:
             return JobState.PENDING
+        if self.life_cycle == "TERMINATING" and self.cancelled:
+            return JobState.CANCELLING  # being cancelled (or timed out): ending, never reattached to
         if self.life_cycle in _ACTIVE:
             return JobState.RUNNING
         if self.life_cycle == "TERMINATED":

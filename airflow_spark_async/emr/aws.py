@@ -32,7 +32,6 @@ import logging
 import random
 import re
 import threading
-import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -47,6 +46,7 @@ from aiobotocore.session import AioSession  # type: ignore[import-untyped]
 from botocore import exceptions as bx  # type: ignore[import-untyped]
 from botocore.loaders import create_loader  # type: ignore[import-untyped]
 
+from airflow_spark_async.core import clock as core_clock
 from airflow_spark_async.core.connections import aload_connection
 from airflow_spark_async.core.errors import (
     AuthError,
@@ -58,7 +58,7 @@ from airflow_spark_async.core.errors import (
     RequestRejected,
     ServerError,
 )
-from airflow_spark_async.core.http import close_with_loop, parse_retry_after
+from airflow_spark_async.core.http import MAX_RETRY_AFTER, cap_retry_after, close_with_loop, parse_retry_after
 from airflow_spark_async.core.policy import PollPolicy
 
 if TYPE_CHECKING:
@@ -130,6 +130,9 @@ NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NoSuchKey", "NotFound
 
 #: how long a replaced client (after a credential change) stays open for calls still in flight
 RETIRE_AFTER = 60.0
+#: the longest a call waits at a closed :class:`ThrottleGate`; a longer closure fails the call as
+#: rate limited, so the waiting happens where the trigger's deadline is known (the core's loop)
+GATE_MAX_WAIT = 10.0
 
 
 class CredentialsExpired(AuthError):
@@ -319,14 +322,24 @@ class ThrottleGate:
     ``Retry-After`` — and each waiter adds its own random share when the gate opens, so the
     callers held back together do not come back together. A successful call lowers the
     strike count again.
+
+    **Bounded waits.** A throttle hint is validated and capped like every ``Retry-After``
+    (:func:`~airflow_spark_async.core.http.cap_retry_after`: at most ``MAX_RETRY_AFTER``, never
+    ``inf``/``nan``/negative), and the gate never holds a caller for long: a caller waits at most
+    ``max_wait`` seconds (and never past its own ``budget``); when the gate stays closed longer,
+    the call fails at once with :class:`RateLimitedError` carrying the time left as
+    ``retry_after``. The long wait then happens in the core's poll loop, which sleeps bounded by
+    the trigger's deadline and counts it against the error budget — so one throttled client can
+    never hold a trigger past its deadline, the way a hidden sleep inside the gate could.
     """
 
     def __init__(self, *, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] | None = None, max_wait: float = GATE_MAX_WAIT) -> None:
         #: the core's back-off rule, applied to the count of consecutive throttles
         self.policy = PollPolicy(backoff_base=base, backoff_max=cap)
         self.rng = rng or random.Random()
-        self.clock = clock
+        self.clock: Callable[[], float] = clock or core_clock.monotonic
+        self.max_wait = max_wait
         self.strikes = 0
         self.not_before = 0.0
         self._spread = 0.0
@@ -337,16 +350,28 @@ class ThrottleGate:
         wait = self.not_before - self.clock()
         return 0.0 if wait <= 0 else wait + self.rng.uniform(0, self._spread)
 
-    async def wait(self) -> None:
+    async def wait(self, *, budget: float | None = None) -> None:
+        """Wait for the gate to open, for at most ``max_wait`` (and ``budget``) seconds in all.
+
+        Raises :class:`RateLimitedError` — before sleeping — when the gate would open later than that.
+        """
+        limit = self.max_wait if budget is None else max(0.0, min(self.max_wait, budget))
+        until = self.clock() + limit
         # a deadline that further throttles may push out, not an event: hence sleep-and-recheck
-        while (pause := self.delay()) > 0:  # noqa: ASYNC110
+        while (pause := self.delay()) > 0:
+            if self.clock() + pause > until:
+                raise RateLimitedError(
+                    f"AWS is throttling this client; the gate opens in {pause:.1f}s, later than this call may wait",
+                    retry_after=cap_retry_after(pause),
+                )
             await asyncio.sleep(pause)
 
     def throttled(self, retry_after: float | None = None) -> float:
         """Record a throttling answer; returns how long the gate is now closed."""
         self.throttles += 1
         self.strikes += 1
-        pause = self.policy.backoff(self.strikes, retry_after=retry_after, rng=self.rng)
+        pause = self.policy.backoff(self.strikes, retry_after=cap_retry_after(retry_after), rng=self.rng)
+        pause = min(pause, MAX_RETRY_AFTER)
         self.not_before = max(self.not_before, self.clock() + pause)
         self._spread = pause / 2
         return pause
@@ -406,13 +431,15 @@ class AwsClient:
         self._retired: list[contextlib.AsyncExitStack] = []
         self.closed = False
 
-    async def call(self, operation: str, **params: Any) -> dict[str, Any]:
+    async def call(self, operation: str, *, deadline: float | None = None, **params: Any) -> dict[str, Any]:
         """Call ``operation`` (the botocore method name, ``list_steps``) and return its answer.
 
-        Raises the core's errors (see :func:`translate_error`); ``CancelledError`` passes through.
+        ``deadline`` (epoch seconds) bounds the wait at a closed throttle gate, besides the gate's
+        own ``max_wait``. Raises the core's errors (see :func:`translate_error`); ``CancelledError``
+        passes through.
         """
         for attempt in (1, 2):
-            await self.gate.wait()
+            await self.gate.wait(budget=None if deadline is None else deadline - core_clock.now())
             client = await self._ensure()
             self.calls[operation] += 1
             try:

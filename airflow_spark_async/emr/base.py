@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 #: cancelling is the one call whose failure leaves a job running behind a finished task
 CANCEL_ATTEMPTS = 3
 CANCEL_BACKOFF = PollPolicy(backoff_base=1.0)
+CANCEL_MAX_DELAY = 10.0
 #: most compressed bytes of a log file read to show its tail (the tail of a gzip stream can
 #: only be reached by reading it from the start)
 LOG_READ_LIMIT = 16 * 1024 * 1024
@@ -127,7 +128,9 @@ class AwsBackend(Backend):
             except TransientError as exc:
                 if attempt == CANCEL_ATTEMPTS:
                     raise
-                delay = CANCEL_BACKOFF.backoff(attempt, retry_after=exc.retry_after)
+                # the hint is capped (core.http.MAX_RETRY_AFTER) by the policy, and again here: a
+                # cancel runs inside on_kill's budget or a finishing task, never for minutes
+                delay = min(CANCEL_BACKOFF.backoff(attempt, retry_after=exc.retry_after), CANCEL_MAX_DELAY)
                 log.warning("Cancelling %s failed (%s); trying again in %.1fs", what, exc, delay)
                 await asyncio.sleep(delay)
         return None  # pragma: no cover

@@ -3,26 +3,40 @@
 Why clusters are a backend too: "create a cluster and wait until it is ready", "wait until it
 terminated" and "terminate it when the task is killed" are the same submit / watch / cancel
 cycle as a Spark job, so the core's deadline, back-off, restart and kill handling serve them
-unchanged. ``RunJobFlow`` has no client token and ``ListClusters`` shows no tags, so a retry
-finds the cluster of an earlier try through the core's key ledger (``supports_find_by_key`` is
-false); the key is still put on the cluster as a tag, for people.
+unchanged.
 
-How cluster states map: ``STARTING``/``BOOTSTRAPPING`` are pending, ``RUNNING``/``WAITING``/
-``TERMINATING`` running, ``TERMINATED_WITH_ERRORS`` failed, and ``TERMINATED`` succeeded only
-when the reason is ``ALL_STEPS_COMPLETED`` (the cluster did its work and shut down) — else it
-was terminated by someone (cancelled). Watches that end earlier, at ``WAITING`` for instance,
-use the trigger's ``stop_states``.
+**Found again by its tag.** ``RunJobFlow`` has no client token: a lost answer, a worker that
+died before recording the id, or two tries at once could each leave a billed cluster behind.
+So every cluster is created with the tag ``airflow-spark-async:key`` = the task's key, and a
+try looks its key family up before creating anything: ``ListClusters`` of the active states
+(it shows no tags), then ``DescribeCluster`` of each listed cluster not described before (its
+``Tags``; a cluster's key tag never changes, so what was read is remembered per shared client).
+``supports_find_by_key`` is therefore true. What this cannot see: a cluster that already
+ended (not in the active states — nothing to reattach to or cancel), and, for a moment after
+``RunJobFlow``, a cluster ``ListClusters`` does not list yet (EMR's listing is eventually
+consistent); ``idempotent_submit`` is false, so the core checks for a racing duplicate after
+creating.
+
+How cluster states map: ``STARTING``/``BOOTSTRAPPING`` are pending, ``RUNNING``/``WAITING``
+running, ``TERMINATING`` cancelling (the cluster is going away: never reattached to, watched
+until it ended), ``TERMINATED_WITH_ERRORS`` failed, and ``TERMINATED`` succeeded only when the
+reason is ``ALL_STEPS_COMPLETED`` (the cluster did its work and shut down) — else it was
+terminated by someone (cancelled). Watches that end earlier, at ``WAITING`` for instance, use
+the trigger's ``stop_states``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from airflow_spark_async.core.backend import JobStatus
 from airflow_spark_async.core.errors import ConfigurationError, JobNotFoundError, RequestRejected, ServerError
+from airflow_spark_async.core.keys import parse_key
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.emr.aws import AWS_OPTIONS
@@ -44,7 +58,7 @@ CLUSTER_STATES: dict[str, JobState] = {
     "BOOTSTRAPPING": JobState.PENDING,
     "RUNNING": JobState.RUNNING,
     "WAITING": JobState.RUNNING,
-    "TERMINATING": JobState.RUNNING,
+    "TERMINATING": JobState.CANCELLING,
     "TERMINATED": JobState.CANCELLED,  # unless ALL_STEPS_COMPLETED, see ClusterInfo.job_state
     "TERMINATED_WITH_ERRORS": JobState.FAILED,
 }
@@ -54,6 +68,15 @@ ENDED_CLUSTER_STATES = ("TERMINATED", "TERMINATED_WITH_ERRORS")
 KEY_TAG = "airflow-spark-async:key"
 #: ListClusters pages hold 50 clusters
 LIST_PAGE = 50
+#: DescribeCluster calls in flight at once while looking a key up
+DESCRIBE_CONCURRENCY = 5
+
+log = logging.getLogger(__name__)
+
+
+def _in_family(key: str | None, family: str) -> bool:
+    parsed = parse_key(key or "")
+    return parsed is not None and parsed.family == family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +90,8 @@ class ClusterInfo:
     reason_message: str | None = None
     log_uri: str | None = None
     errors: tuple[str, ...] = ()
+    #: the value of the key tag (``DescribeCluster`` only: ``ListClusters`` shows no tags)
+    key: str | None = None
 
     @classmethod
     def parse(cls, data: Any) -> ClusterInfo:
@@ -87,6 +112,8 @@ class ClusterInfo:
             reason_message=reason.get("Message") or None,
             log_uri=data.get("LogUri") or None,
             errors=errors,
+            key=next((str(t.get("Value")) for t in data.get("Tags") or []
+                      if isinstance(t, Mapping) and t.get("Key") == KEY_TAG and t.get("Value")), None),
         )
 
     @property
@@ -136,7 +163,7 @@ class EmrClusterBackend(AwsBackend):
 
     name: ClassVar[str] = "emr_cluster"
     service: ClassVar[str] = "emr"
-    supports_find_by_key: ClassVar[bool] = False
+    supports_find_by_key: ClassVar[bool] = True
     #: ``stop_states`` is read by the trigger (the cluster states that end a watch early)
     options: ClassVar[frozenset[str]] = AWS_OPTIONS | {"stop_states"}
 
@@ -154,9 +181,11 @@ class EmrClusterBackend(AwsBackend):
                          links=cluster_links(self, cluster_id, config.get("LogUri")))
 
     async def status(self, job_id: str) -> JobStatus:
-        return self._status(await describe_cluster(self, job_id))
+        info = await describe_cluster(self, job_id)
+        self._known_keys[info.id] = info.key
+        return self._status(info)
 
-    def _status(self, info: ClusterInfo) -> JobStatus:
+    def _status(self, info: ClusterInfo, key: str | None = None) -> JobStatus:
         return JobStatus(
             info.id,
             info.job_state,
@@ -164,7 +193,45 @@ class EmrClusterBackend(AwsBackend):
             message=info.reason,
             diagnostics="\n".join(info.errors) or None,
             links=cluster_links(self, info.id, info.log_uri),
+            key=key or info.key,
         )
+
+    @property
+    def _known_keys(self) -> dict[str, str | None]:
+        """Cluster id -> its key tag (``None``: it has none), for every cluster described through the
+        shared client: the tag is set at creation and never changes, so it is read once."""
+        known = self.client.shared.get("emr.cluster_keys")
+        if known is None:
+            known = self.client.shared["emr.cluster_keys"] = {}
+        return known  # type: ignore[no-any-return]
+
+    async def find_jobs(self, family: str) -> Sequence[JobStatus]:
+        """The active clusters tagged with a key of ``family``, newest first (see the module docstring).
+
+        A cluster that cannot be described any more (it just went away) is skipped; any other error
+        fails the look-up, because "no cluster found" would make the core create a second one.
+        """
+        listed: list[ClusterInfo] = []
+        created: dict[str, str] = {}
+        async for item in self.paged("list_clusters", "Clusters", "Marker", ClusterStates=list(ACTIVE_CLUSTER_STATES)):
+            info = ClusterInfo.parse(item)
+            listed.append(info)
+            created[info.id] = str(((item.get("Status") or {}).get("Timeline") or {}).get("CreationDateTime") or "")
+        known = self._known_keys
+        unknown = [info.id for info in listed if info.id not in known]
+        semaphore = asyncio.Semaphore(DESCRIBE_CONCURRENCY)
+
+        async def describe(cluster_id: str) -> None:
+            async with semaphore:
+                try:
+                    known[cluster_id] = (await describe_cluster(self, cluster_id)).key
+                except JobNotFoundError:
+                    known[cluster_id] = None
+
+        await asyncio.gather(*(describe(c) for c in unknown))
+        mine = [info for info in listed if _in_family(known.get(info.id), family)]
+        mine.sort(key=lambda info: created[info.id], reverse=True)
+        return [self._status(info, known[info.id]) for info in mine]
 
     async def status_many(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:
         """Active clusters in one ``ListClusters`` page or a few; ended ones are asked one by one."""
@@ -174,11 +241,24 @@ class EmrClusterBackend(AwsBackend):
         async for item in self.paged("list_clusters", "Clusters", "Marker", max_pages=pages,
                                      ClusterStates=list(ACTIVE_CLUSTER_STATES)):
             if item.get("Id") in wanted:
-                found[item["Id"]] = self._status(ClusterInfo.parse(item))
+                found[item["Id"]] = self._status(ClusterInfo.parse(item), self._known_keys.get(item["Id"]))
         return found
 
-    async def cancel(self, job_id: str) -> None:
-        """Terminate the cluster (what the official operator's ``on_kill`` does, too)."""
+    async def cancel(self, job_id: str, *, key: str | None = None) -> None:
+        """Terminate the cluster (what the official operator's ``on_kill`` does, too).
+
+        With ``key``, the cluster's key tag is read first and a cluster tagged with another key is
+        left alone (logged): a task only ever terminates the cluster it created.
+        """
+        if key is not None:
+            try:
+                carried = (await self.status(job_id)).key
+            except JobNotFoundError as exc:
+                log.info("Nothing to terminate for cluster %s: %s", job_id, exc)
+                return
+            if carried is not None and carried != key:
+                log.warning("Not terminating cluster %s: it is tagged with the key %s, not %s", job_id, carried, key)
+                return
         await self.cancel_with_retries("terminate_job_flows", f"cluster {job_id}", JobFlowIds=[job_id])
 
     def links(self, job_id: str) -> dict[str, str]:

@@ -13,8 +13,11 @@ self-describing:
 
 **Names carry the deterministic key.** ``AddJobFlowSteps`` has no client token and
 ``ListJobRuns`` does not return one, so the key travels in the step / job-run name, as a
-suffix ``[asa-… i/n]`` (index and count for steps, so a retry can find every step of the
-newest submission, including those that already finished).
+suffix ``[asa-<family>-<generation> i/n]`` (index and count for steps, so a retry can find
+every step of the newest submission, including those that already finished). Only a key of
+this release (:func:`airflow_spark_async.core.keys.parse_key`) counts: a name with anything
+else in the brackets carries no key, so it is never reattached to, reported or cancelled as
+ours.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ import re
 from typing import NamedTuple
 
 from airflow_spark_async.core.errors import JobNotFoundError
+from airflow_spark_async.core.keys import parse_key
 
 __all__ = ["JobRunRef", "KeyTag", "StepsRef", "parse_tag", "strip_tag", "tag_name"]
 
 #: AWS's limit for step, job-run and cluster names
 NAME_LIMIT = 256
-_TAG = re.compile(r" \[(asa-[0-9a-f]{32})(?: (\d+)/(\d+))?\]$")
+#: the suffix ``tag_name`` appends; what is inside the brackets must be a key (see ``parse_tag``)
+_TAG = re.compile(r" \[(asa-[0-9a-z-]+?)(?: (\d+)/(\d+))?\]$")
 
 
 class KeyTag(NamedTuple):
@@ -45,8 +50,9 @@ def tag_name(name: str, key: str, index: int | None = None, total: int | None = 
 
 
 def parse_tag(name: str | None) -> KeyTag | None:
+    """The key (and the step's place in its submission) a name carries, or ``None``."""
     match = _TAG.search(name or "")
-    if not match:
+    if not match or parse_key(match.group(1)) is None:
         return None
     index, total = match.group(2), match.group(3)
     return KeyTag(match.group(1), int(index) if index else None, int(total) if total else None)

@@ -44,6 +44,7 @@ from airflow_spark_async.core.connections import load_connection
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.events import EventStatus, JobEvent
 from airflow_spark_async.core.fields import Alias
+from airflow_spark_async.core.keys import job_key_from_context
 from airflow_spark_async.core.links import push_links
 from airflow_spark_async.core.operator import SparkJobFailed, SparkJobOperator, default_deferrable, seconds
 from airflow_spark_async.core.spec import SparkJob
@@ -57,7 +58,7 @@ from airflow_spark_async.emr.links import (
     EmrServerlessDashboardLink,
     EmrServerlessLogsLink,
 )
-from airflow_spark_async.emr.serverless import JobRunRequest
+from airflow_spark_async.emr.serverless import JobRunRequest, serverless_token
 from airflow_spark_async.emr.spark import check_step_options, spark_step, spark_submit_driver
 from airflow_spark_async.emr.steps import StepsRequest
 from airflow_spark_async.emr.triggers import EmrClusterTrigger, EmrServerlessJobTrigger, EmrStepsTrigger
@@ -498,7 +499,8 @@ class EmrServerlessJobOperator(_EmrJobOperator):
     :param job_driver: a raw ``jobDriver``, or :param job: a :class:`SparkJob` (``sparkSubmit``).
     :param configuration_overrides: ``configurationOverrides`` (with an S3 ``logUri`` the driver's
         log tail reaches the task log).
-    :param client_request_token: the ``StartJobRun`` token (default: the task's key + a nonce).
+    :param client_request_token: the ``StartJobRun`` token, sent verbatim by every try (default: the
+        task's key and try number, so a resend within one try gets the same run and a retry a new one).
     :param config: further ``StartJobRun`` arguments (``tags``, ``executionTimeoutMinutes`` …).
     :param name: the run's name (the key is appended; default ``dag.task``).
     :param enable_application_ui_links: show the dashboard (Spark UI) link.
@@ -572,7 +574,8 @@ class EmrServerlessJobOperator(_EmrJobOperator):
             job_driver=driver,
             configuration_overrides=self.configuration_overrides,
             name=name or f"{ti.dag_id}.{ti.task_id}",
-            client_token=self.client_request_token or None,
+            client_token=self.client_request_token or serverless_token(job_key_from_context(context),
+                                                                       getattr(ti, "try_number", 1)),
             extra=extra,
         )
 

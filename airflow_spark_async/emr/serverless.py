@@ -1,9 +1,12 @@
 """EMR Serverless job runs: start, watch, cancel, find again, read their logs.
 
 Job ids are ``APPLICATION:JOBRUN`` (see :mod:`.ids`). ``StartJobRun`` takes a client token,
-but an idempotency token cannot make a retry *resubmit* after a failed run (the same token
-would hand back the failed run), so the token only guards one submission (``key-nonce``) and
-the retry looks for the key in the job-run names instead: ``ListJobRuns`` filtered to
+but a token shared by every try cannot make a retry *resubmit* after a failed run (the same
+token would hand back the failed run), so the operators send one token per try
+(``<key>.<try>``): a resend within one try gets the same run, a retry gets a new one. Two tries
+running at once (a zombie and its successor) therefore send different tokens, which AWS does
+not deduplicate — so ``idempotent_submit`` is false and the core checks for a racing duplicate.
+A retry finds an earlier try's run by the key in the job-run names: ``ListJobRuns`` filtered to
 unfinished states shows names, not tokens or tags.
 
 Polling is coalesced per application: one ``ListJobRuns`` of the unfinished runs answers for
@@ -15,6 +18,7 @@ a busy application cannot make a cycle expensive); runs that ended are asked for
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import uuid
 from collections.abc import Mapping, Sequence
@@ -22,14 +26,15 @@ from typing import Any, ClassVar
 
 from airflow_spark_async.core.backend import JobStatus
 from airflow_spark_async.core.errors import JobNotFoundError, RequestRejected, ServerError
+from airflow_spark_async.core.keys import parse_key
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.emr.aws import AWS_OPTIONS
 from airflow_spark_async.emr.base import AwsBackend
-from airflow_spark_async.emr.ids import JobRunRef, parse_tag, tag_name
+from airflow_spark_async.emr.ids import JobRunRef, KeyTag, parse_tag, tag_name
 from airflow_spark_async.emr.spark import spark_submit_driver
 
-__all__ = ["JOB_RUN_STATES", "EmrServerlessBackend", "JobRunInfo", "JobRunRequest"]
+__all__ = ["JOB_RUN_STATES", "EmrServerlessBackend", "JobRunInfo", "JobRunRequest", "serverless_token"]
 
 JOB_RUN_STATES: dict[str, JobState] = {
     "SUBMITTED": JobState.PENDING,
@@ -37,13 +42,29 @@ JOB_RUN_STATES: dict[str, JobState] = {
     "SCHEDULED": JobState.PENDING,
     "QUEUED": JobState.PENDING,
     "RUNNING": JobState.RUNNING,
-    "CANCELLING": JobState.RUNNING,
+    "CANCELLING": JobState.CANCELLING,  # CancelJobRun or the run's timeout: ending, never reattached to
     "SUCCESS": JobState.SUCCEEDED,
     "FAILED": JobState.FAILED,
     "CANCELLED": JobState.CANCELLED,
 }
+log = logging.getLogger(__name__)
+
 ACTIVE_JOB_RUN_STATES = ("SUBMITTED", "PENDING", "SCHEDULED", "QUEUED", "RUNNING", "CANCELLING")
 LIST_PAGE = 50
+
+
+def serverless_token(key: str, try_number: int | None) -> str:
+    """The ``StartJobRun`` client token of one try: ``<key>.<try>`` (1 to 64 characters of ``[A-Za-z0-9._-]``).
+
+    Per try, not per key: AWS hands a reused token the run it already made, whatever became of it,
+    so a token shared by every try would give a retry the failed run of the try before.
+    """
+    return f"{key}.{int(try_number or 1)}"[:64]
+
+
+def _in_family(tag: KeyTag | None, family: str) -> bool:
+    parsed = parse_key(tag.key) if tag else None
+    return parsed is not None and parsed.family == family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +141,7 @@ class EmrServerlessBackend(AwsBackend):
         params: dict[str, Any] = {
             **request.extra,
             "applicationId": application_id,
+            # the operators give a per-try token; a bare SparkJob guards this one call only
             "clientToken": request.client_token or f"{key}-{uuid.uuid4().hex[:16]}",
             "executionRoleArn": request.execution_role_arn or self.option("execution_role_arn"),
             "jobDriver": dict(request.job_driver),
@@ -145,22 +167,25 @@ class EmrServerlessBackend(AwsBackend):
         if state in ("CREATED", "STOPPED") and not auto_start:
             await self.call("start_application", applicationId=application_id)
 
-    async def find_by_key(self, key: str) -> JobStatus | None:
-        """The newest unfinished run of the option's application whose name carries ``key``."""
+    async def find_jobs(self, family: str) -> Sequence[JobStatus]:
+        """The unfinished runs of the option's application whose names carry a key of ``family``,
+        newest first, with their keys.
+
+        Only unfinished runs: ``ListJobRuns`` cannot filter by name, so listing finished runs would
+        page through the application's whole history on every submit, and the core neither
+        reattaches to nor cancels a run that ended.
+        """
         application_id = self.option("application_id")
         try:
             mine = [
                 info
                 async for item in self.paged("list_job_runs", "jobRuns", "nextToken",
                                              applicationId=application_id, states=list(ACTIVE_JOB_RUN_STATES))
-                if (tag := parse_tag((info := JobRunInfo.parse(item)).name)) and tag.key == key
+                if _in_family(parse_tag((info := JobRunInfo.parse(item)).name), family)
             ]
         except JobNotFoundError:  # no such application: nothing to reattach to; submitting says why
-            return None
-        if not mine:
-            return None
-        newest = max(mine, key=lambda info: info.created_at)
-        return await self.status(str(newest.ref))
+            return []
+        return [self._status(info) for info in sorted(mine, key=lambda info: info.created_at, reverse=True)]
 
     async def _job_run(self, ref: JobRunRef) -> JobRunInfo:
         answer = await self.call("get_job_run", applicationId=ref.application_id, jobRunId=ref.job_run_id)
@@ -171,8 +196,9 @@ class EmrServerlessBackend(AwsBackend):
 
     def _status(self, info: JobRunInfo) -> JobStatus:
         state = JOB_RUN_STATES.get(info.state, JobState.PENDING)
+        tag = parse_tag(info.name)
         return JobStatus(str(info.ref), state, info.state, message=info.details,
-                         links=self._links(info.ref, info.log_uri))
+                         links=self._links(info.ref, info.log_uri), key=tag.key if tag else None)
 
     async def status_many(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:
         by_application: dict[str, set[str]] = {}
@@ -190,8 +216,18 @@ class EmrServerlessBackend(AwsBackend):
                     found[str(info.ref)] = self._status(info)
         return found
 
-    async def cancel(self, job_id: str) -> None:
+    async def cancel(self, job_id: str, *, key: str | None = None) -> None:
+        """``CancelJobRun``; with ``key``, a run whose name carries another key is left alone (logged)."""
         ref = JobRunRef.parse(job_id)
+        if key is not None:
+            try:
+                carried = (await self.status(job_id)).key
+            except JobNotFoundError as exc:
+                log.info("Nothing to cancel for job run %s: %s", job_id, exc)
+                return
+            if carried is not None and carried != key:
+                log.warning("Not cancelling job run %s: it carries the key %s, not %s", job_id, carried, key)
+                return
         await self.cancel_with_retries("cancel_job_run", f"job run {job_id}", applicationId=ref.application_id,
                                        jobRunId=ref.job_run_id)
 

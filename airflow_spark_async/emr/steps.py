@@ -41,6 +41,7 @@ from airflow_spark_async.core.errors import (
     RequestRejected,
     ServerError,
 )
+from airflow_spark_async.core.keys import parse_key
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.emr.aws import AWS_OPTIONS, AwsClient
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 
 STEP_STATES: dict[str, JobState] = {
     "PENDING": JobState.PENDING,
-    "CANCEL_PENDING": JobState.RUNNING,
+    "CANCEL_PENDING": JobState.CANCELLING,  # a cancel is under way: never reattached to
     "RUNNING": JobState.RUNNING,
     "COMPLETED": JobState.SUCCEEDED,
     "CANCELLED": JobState.CANCELLED,
@@ -69,6 +70,11 @@ LIST_STEPS_MAX_IDS = 10
 #: AddJobFlowSteps / CancelSteps accept at most this many steps
 MAX_STEPS = 256
 DEFAULT_CLUSTER_CHECK = 300.0
+
+
+def _in_family(key: str, family: str) -> bool:
+    parsed = parse_key(key)
+    return parsed is not None and parsed.family == family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +152,16 @@ class _StepBatcher:
         self.checked: dict[str, float] = {}
 
     async def steps(self, cluster_id: str, step_ids: Iterable[str]) -> dict[str, StepInfo | None]:
+        """The summaries of ``step_ids`` (``None``: not listed); the first error of any of them raises."""
+        results = await self.results(cluster_id, step_ids)
+        for result in results.values():
+            if isinstance(result, BaseException):
+                raise result
+        return results  # type: ignore[return-value]
+
+    async def results(self, cluster_id: str, step_ids: Iterable[str]) -> dict[str, StepInfo | BaseException | None]:
+        """Like :meth:`steps`, but each id's own error in place of its summary, so that one unknown id
+        does not cost the answers about the others."""
         loop = asyncio.get_running_loop()
         waiting = self._pending.get(cluster_id)
         if waiting is None:  # no flush of this cluster is scheduled yet
@@ -159,7 +175,7 @@ class _StepBatcher:
             waiting.setdefault(step_id, []).append(future)
         # gather, not one await after another: a failed chunk fails several futures at once, and
         # gather marks every one of their exceptions as retrieved
-        return dict(zip(futures, await asyncio.gather(*futures.values()), strict=True))
+        return dict(zip(futures, await asyncio.gather(*futures.values(), return_exceptions=True), strict=True))
 
     async def _flush(self, cluster_id: str) -> None:
         # A task starts one loop iteration after it was created, so every question asked in the
@@ -170,23 +186,51 @@ class _StepBatcher:
         results = await asyncio.gather(*(self._list(cluster_id, chunk) for chunk in chunks), return_exceptions=True)
         for chunk, result in zip(chunks, results, strict=True):
             for step_id in chunk:
+                answer = result if isinstance(result, BaseException) else result.get(step_id)
                 for future in waiting[step_id]:
                     if future.done():
                         continue
-                    if isinstance(result, BaseException):
-                        future.set_exception(result)
+                    if isinstance(answer, BaseException):
+                        future.set_exception(answer)
                     else:
-                        future.set_result(result.get(step_id))
+                        future.set_result(answer)
 
-    async def _list(self, cluster_id: str, step_ids: list[str]) -> dict[str, StepInfo]:
+    async def _list(self, cluster_id: str, step_ids: list[str], *,
+                    cluster_known: bool = False) -> dict[str, StepInfo | BaseException]:
+        """One ``ListSteps`` of up to ten ids; each id maps to its step, or to the error of that id alone.
+
+        EMR refuses the whole call (``InvalidRequestException``) when one id is not a step of the
+        cluster. One unknown id — a typo in a sensor's ``step_id``, a step id of another cluster —
+        must not fail the other nine watched steps, so a refused chunk is split in halves and each
+        half asked again, down to the ids that are refused on their own: only those are
+        ``JobNotFoundError``. A cluster EMR does not know refuses every id, so it is asked about
+        once (``DescribeCluster``) before splitting. Transient errors fail the chunk as a whole: they
+        apply to every id alike, and the watcher backs off for all of them.
+        """
         try:
             answer = await self.client.call("list_steps", ClusterId=cluster_id, StepIds=step_ids)
-        except RequestRejected as exc:  # EMR: InvalidRequestException for a cluster it does not know
-            raise JobNotFoundError(f"EMR cannot list steps of cluster {cluster_id}: {exc}", status=exc.status) from exc
+        except RequestRejected as exc:  # EMR: InvalidRequestException for a cluster or step it does not know
+            if len(step_ids) == 1:
+                return {step_ids[0]: JobNotFoundError(
+                    f"EMR cannot list step {step_ids[0]} of cluster {cluster_id}: {exc}", status=exc.status)}
+            if not cluster_known and not await self._cluster_known(cluster_id):
+                error = JobNotFoundError(f"EMR cannot list steps of cluster {cluster_id}: {exc}", status=exc.status)
+                return dict.fromkeys(step_ids, error)
+            half = len(step_ids) // 2
+            left, right = await asyncio.gather(self._list(cluster_id, step_ids[:half], cluster_known=True),
+                                               self._list(cluster_id, step_ids[half:], cluster_known=True))
+            return {**left, **right}
         listed = answer.get("Steps")
         if not isinstance(listed, list):
             raise ServerError(f"EMR ListSteps of {cluster_id} answered without 'Steps'")
         return {info.id: info for info in map(StepInfo.parse, listed)}
+
+    async def _cluster_known(self, cluster_id: str) -> bool:
+        try:
+            await self.client.call("describe_cluster", ClusterId=cluster_id)
+        except (RequestRejected, JobNotFoundError):
+            return False
+        return True
 
 
 class EmrStepsBackend(AwsBackend):
@@ -244,30 +288,54 @@ class EmrStepsBackend(AwsBackend):
         return JobStatus(str(ref), JobState.PENDING, "PENDING", message=f"added {total} step(s) to {cluster_id}",
                          links=self._links(ref, cluster.log_uri))
 
-    async def find_by_key(self, key: str) -> JobStatus | None:
-        """The newest submission of ``key`` on the option's cluster, if one of its steps is unfinished."""
+    async def find_jobs(self, family: str) -> Sequence[JobStatus]:
+        """The submissions of ``family`` on the option's cluster that still have an unfinished step,
+        newest first, each with its key.
+
+        Two listings: the cluster's unfinished steps (one filtered ``ListSteps``, usually one page)
+        say which keys of the family are alive; only then is the history paged, newest first, until
+        every step of those submissions is found — finished steps included, since they belong to the
+        job. A submission whose steps have all ended is not returned: the core neither reattaches to
+        nor cancels a finished job, and paging a long-lived cluster's whole history for it would make
+        every submit cost as much as the cluster is old.
+        """
         cluster_id = self.option("cluster_id")
-        live = [
-            info
-            async for info in self._listed(cluster_id, StepStates=list(ACTIVE_STEP_STATES))
-            if (tag := parse_tag(info.name)) and tag.key == key
-        ]
-        if not live:
-            return None
-        total = max(parse_tag(info.name).total or 1 for info in live)  # type: ignore[union-attr]
-        found: dict[int, StepInfo] = {}
-        async for info in self._listed(cluster_id):  # newest first: the newest submission's steps come first
+        live: dict[str, int] = {}  # key -> number of steps of its submissions
+        async for info in self._listed(cluster_id, StepStates=list(ACTIVE_STEP_STATES)):
             tag = parse_tag(info.name)
-            if tag and tag.key == key and tag.total == total and tag.position and tag.position not in found:
-                found[tag.position] = info
-                if len(found) == total:
+            if tag and _in_family(tag.key, family):
+                live[tag.key] = max(live.get(tag.key, 1), tag.total or 1)
+        if not live:
+            return []
+        submissions: list[tuple[str, dict[int, StepInfo]]] = []
+        collecting: dict[str, dict[int, StepInfo]] = {}  # key -> the submission being collected
+        complete: set[str] = set()  # keys whose live submission is fully collected
+        async for info in self._listed(cluster_id):  # newest first
+            tag = parse_tag(info.name)
+            if not tag or tag.key not in live or tag.total != live[tag.key] or not tag.position:
+                continue
+            current = collecting.get(tag.key)
+            # the steps of one AddJobFlowSteps call are listed together, positions descending: a
+            # position already seen, or above the lowest one seen, starts an older submission
+            if current is None or tag.position in current or tag.position > min(current):
+                current = collecting[tag.key] = {}
+                submissions.append((tag.key, current))
+            current[tag.position] = info
+            if len(current) == live[tag.key] and any(not i.job_state.is_terminal for i in current.values()):
+                complete.add(tag.key)
+                if complete == set(live):
                     break
-        if len(found) < total:
-            missing = sorted(set(range(1, total + 1)) - set(found))
-            raise JobNotFoundError(f"steps {missing} of the earlier submission of {key} on {cluster_id} are no "
-                                   "longer listed; refusing to guess what that try did")
-        ref = StepsRef(cluster_id, tuple(found[i].id for i in range(1, total + 1)))
-        return self._aggregate(ref, {i.id: i for i in found.values()})
+        found: list[JobStatus] = []
+        for key, steps in submissions:
+            if all(info.job_state.is_terminal for info in steps.values()):
+                continue
+            if len(steps) < live[key]:
+                missing = sorted(set(range(1, live[key] + 1)) - set(steps))
+                raise JobNotFoundError(f"steps {missing} of the earlier submission of {key} on {cluster_id} are no "
+                                       "longer listed; refusing to guess what that try did")
+            ref = StepsRef(cluster_id, tuple(steps[i].id for i in range(1, live[key] + 1)))
+            found.append(self._aggregate(ref, {i.id: i for i in steps.values()}))
+        return found
 
     async def _listed(self, cluster_id: str, **filters: Any) -> Any:
         async for item in self.paged("list_steps", "Steps", "Marker", ClusterId=cluster_id, **filters):
@@ -290,26 +358,35 @@ class EmrStepsBackend(AwsBackend):
         for ref in refs.values():
             by_cluster.setdefault(ref.cluster_id, set()).update(ref.step_ids)
         clusters = list(by_cluster)
-        results = await asyncio.gather(
-            *(self.batcher.steps(c, sorted(by_cluster[c])) for c in clusters), return_exceptions=True
+        answers = await asyncio.gather(
+            *(self.batcher.results(c, sorted(by_cluster[c])) for c in clusters), return_exceptions=True
         )
-        listed: dict[str, dict[str, StepInfo | None]] = {}
+        listed: dict[str, dict[str, StepInfo | BaseException | None]] = {}
         errors: list[BaseException] = []
-        for cluster_id, result in zip(clusters, results, strict=True):
-            if isinstance(result, BaseException):
-                errors.append(result)
-            else:
-                listed[cluster_id] = await self._check_cluster(cluster_id, result)
-        if errors and not listed:
-            # the watcher notes it: throttling holds every trigger back, other errors are asked job by job
-            raise errors[0]
+        for cluster_id, answer in zip(clusters, answers, strict=True):
+            if isinstance(answer, BaseException):
+                errors.append(answer)
+                continue
+            clean = {k: v for k, v in answer.items() if not isinstance(v, BaseException)}
+            checked = await self._check_cluster(cluster_id, clean)
+            listed[cluster_id] = {**answer, **checked}
         found: dict[str, JobStatus] = {}
         for job_id, ref in refs.items():
-            if ref.cluster_id in listed:
-                try:
-                    found[job_id] = self._aggregate(ref, listed[ref.cluster_id])
-                except JobNotFoundError:
-                    continue  # asked again on its own, where the error reaches its trigger
+            steps = listed.get(ref.cluster_id)
+            if steps is None:
+                continue
+            failed = [steps[s] for s in ref.step_ids if isinstance(steps.get(s), BaseException)]
+            if failed:
+                # a transient error is the watcher's to back off on; an unknown step is asked again
+                # on its own, where the error reaches its trigger alone
+                errors.extend(e for e in failed if not isinstance(e, JobNotFoundError))  # type: ignore[misc]
+                continue
+            try:
+                found[job_id] = self._aggregate(ref, steps)  # type: ignore[arg-type]
+            except JobNotFoundError:
+                continue
+        if errors and not found:
+            raise errors[0]
         return found
 
     async def _check_cluster(self, cluster_id: str, steps: dict[str, StepInfo | None]) -> dict[str, StepInfo | None]:
@@ -340,21 +417,30 @@ class EmrStepsBackend(AwsBackend):
         infos: list[StepInfo] = [info for info in ordered if info is not None]
         total = len(infos)
         links = self._links(ref)
+        # the key the steps were added with: the first step's name says it (all carry the same one)
+        key = next((tag.key for info in infos if (tag := parse_tag(info.name))), None)
         if all(info.state == "COMPLETED" for info in infos):
             message = f"{total} step(s) completed" if total > 1 else None
-            return JobStatus(str(ref), JobState.SUCCEEDED, "COMPLETED", message=message, links=links)
+            return JobStatus(str(ref), JobState.SUCCEEDED, "COMPLETED", message=message, links=links, key=key)
         unfinished = [(n, info) for n, info in enumerate(infos, start=1) if not info.job_state.is_terminal]
         if unfinished:
-            number, current = unfinished[0]
-            running = any(info.job_state is JobState.RUNNING for _, info in unfinished)
+            # a step being cancelled means the job is being cancelled (CancelSteps takes them all):
+            # the job is CANCELLING, never one to reattach to, until every step ended
+            cancelling = [(n, info) for n, info in unfinished if info.job_state is JobState.CANCELLING]
+            number, current = (cancelling or unfinished)[0]
+            if cancelling:
+                state = JobState.CANCELLING
+            elif any(info.job_state is JobState.RUNNING for _, info in unfinished):
+                state = JobState.RUNNING
+            else:
+                state = JobState.PENDING
             where = f"step {number}/{total} {strip_tag(current.name)!r} is {current.state}" if total > 1 else None
-            return JobStatus(str(ref), JobState.RUNNING if running else JobState.PENDING, current.state,
-                             message=where, links=links)
+            return JobStatus(str(ref), state, current.state, message=where, links=links, key=key)
         bad = [info for info in infos if info.state != "COMPLETED"]
         culprit = next((info for info in bad if info.job_state is JobState.FAILED), bad[0])
         details = [info.explain() for info in bad]
         return JobStatus(str(ref), culprit.job_state, culprit.state, message=culprit.explain(),
-                         diagnostics="\n".join(details) if total > 1 else None, links=links)
+                         diagnostics="\n".join(details) if total > 1 else None, links=links, key=key)
 
     async def _explain_failure(self, ref: StepsRef, status: JobStatus) -> JobStatus:
         """Add the cluster's side of the story (and its log link) to a failed job."""
@@ -371,13 +457,27 @@ class EmrStepsBackend(AwsBackend):
 
     # -- cancel, logs, links ---------------------------------------------------------------------
 
-    async def cancel(self, job_id: str) -> None:
+    async def cancel(self, job_id: str, *, key: str | None = None) -> None:
         """``CancelSteps`` with ``SEND_INTERRUPT`` for every step of the job.
 
         EMR cancels pending steps, and running ones on release 5.28.0 and later; it answers per
         step, asynchronously and without a guarantee, so the watch goes on until the steps end.
+
+        With ``key``, the steps' names are read first and a job whose steps carry another key is
+        left alone (logged): an id is only ever cancelled for the task that added the steps.
         """
         ref = StepsRef.parse(job_id)
+        if key is not None:
+            try:
+                carried = {tag.key for info in (await self.batcher.steps(ref.cluster_id, ref.step_ids)).values()
+                           if info is not None and (tag := parse_tag(info.name))}
+            except JobNotFoundError as exc:
+                log.info("Nothing to cancel for steps %s: %s", job_id, exc)
+                return
+            if carried - {key}:
+                log.warning("Not cancelling steps %s: they carry the key %s, not %s", job_id,
+                            ", ".join(sorted(carried)), key)
+                return
         answer = await self.cancel_with_retries(
             "cancel_steps", f"steps {job_id}", ClusterId=ref.cluster_id, StepIds=list(ref.step_ids),
             StepCancellationOption="SEND_INTERRUPT",

@@ -24,8 +24,13 @@ and the proxy fills in what moto does not model, saying so here rather than hidi
   ``CANCELLED``); without, the request reaches moto and gets its 500.
 * ``FailureDetails`` of a step, the ``Code`` of a cluster's state-change reason — added to moto's
   answers for the steps and clusters this class failed or terminated.
+* a job run's ``createdAt`` — moto keeps the day only; runs started through the proxy get the
+  instant, as AWS records it (lookups order runs by it, newest first).
 * ``GetDashboardForJobRun`` — moto has no route (404); with ``emulate_missing`` the proxy answers
   with a fake one-time URL.
+* ``ListSteps`` with a ``StepIds`` entry that is not a step of the cluster — moto silently leaves
+  it out; EMR refuses the whole call with ``InvalidRequestException`` (what made one unknown id
+  fail every step of its ten-id chunk). With ``emulate_missing`` the proxy refuses it as EMR does.
 
 The proxy names each request by its AWS operation (``X-Amz-Target``, or the REST route), so
 tests count ``AddJobFlowSteps`` or ``CancelJobRun`` calls and inject faults per operation, and
@@ -87,7 +92,9 @@ AWS_FAULTS = {
 
 
 def aws_fault(kind: str, count: int = 1, operation: str = ".*") -> Fault:
-    """A fault for the next ``count`` requests of ``operation`` (a regex over operation names)."""
+    """A fault for the next ``count`` requests of ``operation`` (a regex over operation names):
+    one of ``AWS_FAULTS``, a :class:`Fault` kind, or ``lose`` (the request reaches moto and takes
+    effect, then the connection is dropped before the answer — a lost response)."""
     return Fault(kind, count, path=rf" {operation}$", retry_after=None)
 
 
@@ -156,12 +163,30 @@ class AwsFaultProxy(FaultProxy):
                 self.bodies.append((operation, json.loads(body)))
         self._operation = operation
         fault = self._take_fault(request.path_qs)
+        if fault is not None and fault.kind == "lose":
+            # the request takes effect, then the connection drops: the client never hears the answer
+            self._decided = (None,)
+            response = await super()._handle(request)
+            with self._lock:
+                self.injected.append((fault.kind, operation))
+            if isinstance(response, web.Response) and response.status == 200 and response.body:
+                self.service.amend(operation, body, bytes(response.body))  # type: ignore[arg-type]
+            assert request.transport is not None
+            request.transport.abort()
+            return response
         if fault is not None and fault.kind in AWS_FAULTS:
             status, code, message = AWS_FAULTS[fault.kind]
             with self._lock:
                 self.requests.append((request.method, request.path_qs))
                 self.injected.append((fault.kind, operation))
             return web.json_response({"__type": code, "message": message}, status=status,
+                                     headers={"x-amzn-ErrorType": code})
+        refused = None if fault is not None else self.service.refuse(operation, body)
+        if refused is not None:
+            with self._lock:
+                self.requests.append((request.method, request.path_qs))
+            code, message = refused
+            return web.json_response({"__type": code, "message": message}, status=400,
                                      headers={"x-amzn-ErrorType": code})
         emulated = None if fault is not None else self.service.emulate(operation, request, body)
         if emulated is not None:
@@ -448,6 +473,20 @@ class MotoAws:
             return {"url": f"https://p-{parts[4]}.emrappui-prod.{self.region}.amazonaws.com/shs/?once={parts[2]}"}
         return None
 
+    def refuse(self, operation: str, body: bytes) -> tuple[str, str] | None:
+        """An AWS error (code, message) for a request EMR refuses but moto accepts; ``None``: none."""
+        if not self.emulate_missing or operation != "ListSteps":
+            return None
+        params = json.loads(body or b"{}")
+        cluster = self.emr.clusters.get(params.get("ClusterId"))
+        if cluster is None or not params.get("StepIds"):
+            return None
+        known = {step.id for step in cluster.steps}
+        unknown = [s for s in params["StepIds"] if s not in known]
+        if unknown:
+            return "InvalidRequestException", f"Step id '{unknown[0]}' is not valid."
+        return None
+
     def _cancel_steps(self, params: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             self.cancel_requests.append(params)
@@ -484,7 +523,9 @@ class MotoAws:
         if operation == "StartJobRun":
             data = json.loads(answer)
             with self._lock:
-                self.job_run(data["applicationId"], data["jobRunId"]).state = "SUBMITTED"
+                run = self.job_run(data["applicationId"], data["jobRunId"])
+                run.state = "SUBMITTED"
+                run.created_at = run.updated_at = utcnow()  # moto keeps the day only; AWS the instant
                 self._started[f"run:{data['jobRunId']}"] = time.monotonic()
             return None
         if operation in ("ListSteps", "DescribeStep", "DescribeCluster", "ListClusters"):

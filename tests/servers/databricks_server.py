@@ -215,6 +215,9 @@ class TaskState:
     message: str = ""
     started: float | None = None
     ended: float | None = None
+    #: ``user_cancelled_or_timedout``: a cancel (or the run's timeout) ends it — set from the moment
+    #: the cancel is under way (TERMINATING), not only once the result says CANCELED
+    cancelled: bool = False
 
 
 @dataclasses.dataclass
@@ -272,6 +275,10 @@ class DatabricksServer(BackgroundServer):
         self.runs: dict[int, SimRun] = {}
         self.jobs: dict[int, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, Any]] = []
+        #: (path, the Authorization header) of every API request, to prove who polled what
+        self.credentials: list[tuple[str, str]] = []
+        #: further personal access tokens accepted besides ``pat`` (another principal's)
+        self.other_pats: set[str] = set()
         self.token_requests: list[str] = []
         self.rejected: list[tuple[str, list[str]]] = []
         self._tokens: dict[str, float] = {}  # issued OAuth/AAD token -> expiry
@@ -300,6 +307,19 @@ class DatabricksServer(BackgroundServer):
         with self._lock:
             self._faults.extend(faults)
 
+    def rotate_pat(self, new: str) -> str:
+        """Replace the accepted PAT (the old one is refused from now on); returns the old one."""
+        with self._lock:
+            old, self.pat = self.pat, new
+            self.other_pats.discard(new)
+        return old
+
+    def bearers(self, path_regex: str) -> list[str]:
+        """The bearer tokens the API requests matching ``path_regex`` carried, in order."""
+        with self._lock:
+            return [h.partition(" ")[2] for p, h in self.credentials if re.search(path_regex, p)
+                    and h.startswith("Bearer ")]
+
     def revoke_tokens(self) -> None:
         """Every issued OAuth token stops working now: the next call with one gets a 401."""
         with self._lock:
@@ -309,6 +329,7 @@ class DatabricksServer(BackgroundServer):
         """Forget recorded requests, pending faults and scripts (runs and jobs stay)."""
         with self._lock:
             self.requests.clear()
+            self.credentials.clear()
             self.token_requests.clear()
             self.rejected.clear()
             self._faults.clear()
@@ -364,6 +385,8 @@ class DatabricksServer(BackgroundServer):
                 return self._error(400, "MALFORMED_REQUEST", "the body is not JSON")
         with self._lock:
             self.requests.append((request.method, request.path_qs, body))
+            if request.path.startswith("/api/"):
+                self.credentials.append((request.path_qs, request.headers.get("Authorization", "")))
             fault = next((f for f in self._faults if f.count > 0 and re.search(f.path, request.path_qs)), None)
             if fault:
                 fault.count -= 1
@@ -385,7 +408,8 @@ class DatabricksServer(BackgroundServer):
         if scheme == "Bearer":
             with self._lock:
                 expiry = self._tokens.get(credential)
-            if credential == self.pat or (expiry is not None and expiry > time.time()):
+            if credential == self.pat or credential in self.other_pats or (expiry is not None and
+                                                                            expiry > time.time()):
                 return None
             return "Invalid access token."
         if scheme == "Basic":
@@ -692,7 +716,8 @@ class DatabricksServer(BackgroundServer):
                 if now < stop:
                     break
                 if now < stop + CANCEL_SECONDS:
-                    return TaskState("TERMINATING", started=running_at if stop >= running_at else None)
+                    return TaskState("TERMINATING", started=running_at if stop >= running_at else None,
+                                     cancelled=True)
                 return TaskState("TERMINATED", result, message, started=running_at, ended=stop + CANCEL_SECONDS)
         if now < running_at:
             return TaskState("PENDING")
@@ -728,8 +753,9 @@ class DatabricksServer(BackgroundServer):
         values = list(tasks.values())
         if all(v.ended is not None for v in values):
             ended = max(v.ended for v in values if v.ended is not None)
-            if now < ended + TERMINATING_SECONDS:
-                return TaskState("TERMINATING")
+            if now < ended + TERMINATING_SECONDS:  # cleaning up after the work: a cancel only if it was one
+                stopped = run.cancelled_at is not None or any(v.result == "TIMEDOUT" for v in values)
+                return TaskState("TERMINATING", cancelled=stopped)
             results = {k: v.result for k, v in tasks.items()}
             if all(r == "SUCCESS" for r in results.values()):
                 return TaskState("TERMINATED", "SUCCESS", "", ended=ended)
@@ -743,7 +769,7 @@ class DatabricksServer(BackgroundServer):
                 return TaskState("TERMINATED", "SUCCESS_WITH_FAILURES", "Some tasks failed.", ended=ended)
             return TaskState("TERMINATED", "FAILED", "Workload failed, see run output for details", ended=ended)
         if run.cancelled_at is not None and now >= run.cancelled_at:
-            return TaskState("TERMINATING")
+            return TaskState("TERMINATING", cancelled=True)
         if any(v.life_cycle in ("RUNNING", "TERMINATING") or v.ended is not None for v in values):
             return TaskState("RUNNING")
         return TaskState("PENDING")
@@ -752,7 +778,8 @@ class DatabricksServer(BackgroundServer):
         out: dict[str, Any] = {}
         if "state" in self.state_fields:
             classic: dict[str, Any] = {"life_cycle_state": state.life_cycle, "state_message": state.message,
-                                       "user_cancelled_or_timedout": state.result in ("CANCELED", "TIMEDOUT")}
+                                       "user_cancelled_or_timedout": state.cancelled
+                                       or state.result in ("CANCELED", "TIMEDOUT")}
             if state.result:
                 classic["result_state"] = state.result
             if phase and phase.queue_reason:
