@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import time
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -90,9 +91,38 @@ def test_a_killed_driver_ends_killed() -> None:
     job = SparkJob(application=f"file://{APPS}/sleep_then_exit.py", args=["120"])
     submitted = run(lambda b: b.submit(job, key="asa-real-kill"))
     wait_for(submitted.job_id, {"RUNNING"})
-    run(lambda b: b.cancel(submitted.job_id))
+
+    async def kill_and_look(b: StandaloneBackend) -> JobState:
+        await b.cancel(submitted.job_id, key="asa-real-kill")
+        return (await b.status(submitted.job_id)).state
+
+    # Right after the kill was requested the driver is being killed (the master may still say RUNNING):
+    # never a job to reattach to.
+    assert run(kill_and_look) in (JobState.CANCELLING, JobState.CANCELLED)
     assert wait_for(submitted.job_id, {"KILLED"}).state is JobState.CANCELLED
     run(lambda b: b.cancel(submitted.job_id))  # cancelling twice is not an error
+
+
+def test_the_masters_json_cannot_map_a_key_to_a_driver(spark_cluster: Any) -> None:
+    """Why standalone keeps a ledger (docs/standalone.md): the key travels in spark.app.name, but the
+    master lists drivers without any name and applications without their driver — and a driver that has
+    not created its SparkContext has no application at all. If a Spark release ever lists the name with
+    the driver, this test fails and the backend can look keys up."""
+    key = f"asa-{uuid.uuid4().hex[:24]}-1"
+    job = SparkJob(application=f"file://{APPS}/sleep_then_exit.py", args=["20"], name="keyed")
+    submitted = run(lambda b: b.submit(job, key=key))
+    try:
+        wait_for(submitted.job_id, {"RUNNING"})
+        with urllib.request.urlopen(f"{spark_cluster.ui_url}/json/", timeout=10) as resp:
+            state = json.load(resp)
+        [driver] = [d for d in state["activedrivers"] if d["id"] == submitted.job_id]
+        assert key not in json.dumps(driver) and "keyed" not in json.dumps(driver)
+        assert set(driver) <= {"id", "starttime", "state", "cores", "memory", "resources", "submitdate", "worker",
+                               "mainclass"}
+        # this driver creates no SparkContext, so no application names it either
+        assert all(key not in json.dumps(app) for app in state["activeapps"])
+    finally:
+        run(lambda b: b.cancel(submitted.job_id))
 
 
 def test_a_missing_application_is_an_error_with_the_masters_explanation() -> None:
