@@ -244,7 +244,8 @@ def test_a_triggerer_frozen_past_its_heartbeat_hands_200_triggers_over_without_c
         marks[name] = round(time.monotonic() - t0, 1)
         print(f"  [{marks[name]:6.1f}s] {name}: {_progress(stack, livy, run_id)}", flush=True)
 
-    [triggerer_a] = stack.wait_until(live_triggerer_jobs, timeout=60, description="triggerer A's job")
+    [triggerer_a] = stack.wait_until(lambda: live_triggerer_jobs(stack), timeout=60,
+                                     description="triggerer A's job")
     stack.trigger_dag(FAILOVER_DAG, run_id=run_id)
 
     # 1. All 200 deferred, every trigger assigned to A and running there (its first poll is logged).
