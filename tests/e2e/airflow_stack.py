@@ -49,6 +49,7 @@ from tests.servers.background import free_port
 __all__ = [
     "TERMINAL_DAG_RUN_STATES",
     "TERMINAL_TI_STATES",
+    "AirflowApiUnavailable",
     "AirflowStack",
     "AirflowStackError",
     "Component",
@@ -87,6 +88,9 @@ DEFAULT_COMPONENTS: tuple[str, ...] = ("api-server", "scheduler", "dag-processor
 _STRIPPED_ENV_PREFIXES = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_")
 _STRIPPED_ENV_NAMES = frozenset({"AIRFLOW_HOME", "AIRFLOW_CONFIG", "_AIRFLOW_PROCESS_CONTEXT"})
 
+#: Seconds a read of the REST API is retried on 5xx answers and transport errors (see AirflowStack.api).
+API_READ_RETRY_SECONDS = 20.0
+
 # One migrated SQLite DB per test session (see module docstring).  Guarded by nothing more than the GIL:
 # stacks are started sequentially by pytest; a concurrent start simply migrates twice.
 _DB_TEMPLATE: Path | None = None
@@ -120,6 +124,11 @@ class AirflowStackError(AssertionError):
 
     Subclasses ``AssertionError`` so pytest shows it as a test failure, not as an error in the harness.
     """
+
+
+class AirflowApiUnavailable(AirflowStackError):
+    """The api-server answered 5xx (typically SQLite's "database is locked" while the scheduler writes,
+    which a loaded 2-core machine makes frequent): a "not yet" for :meth:`AirflowStack.wait_until`."""
 
 
 def _airflow_argv() -> list[str]:
@@ -701,7 +710,7 @@ class AirflowStack:
         while True:
             try:
                 value = predicate()
-            except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+            except (httpx.TransportError, httpx.HTTPStatusError, AirflowApiUnavailable) as exc:
                 value, last = None, exc
             else:
                 if value:
@@ -751,10 +760,26 @@ class AirflowStack:
         """Call the REST API (``path`` relative to the server root) and return the decoded JSON body.
 
         Raises :class:`AirflowStackError` (with the response body) for unexpected status codes.
+        Reads (``GET``) are retried for up to :data:`API_READ_RETRY_SECONDS` on 5xx answers and transport
+        errors — under load SQLite makes the api-server answer "database is locked" now and then; a
+        write is never retried (it may have been applied), its 5xx raises :class:`AirflowApiUnavailable`.
         """
-        resp = self.client.request(method, path, **kwargs)
+        give_up = time.monotonic() + (API_READ_RETRY_SECONDS if method.upper() == "GET" else 0.0)
+        delay = 0.25
+        while True:
+            try:
+                resp = self.client.request(method, path, **kwargs)
+            except httpx.TransportError:
+                if time.monotonic() >= give_up:
+                    raise
+            else:
+                if resp.status_code < 500 or resp.status_code in set(expected) or time.monotonic() >= give_up:
+                    break
+            time.sleep(delay)
+            delay = min(2 * delay, 2.0)
         if resp.status_code not in set(expected):
-            raise AirflowStackError(f"{method} {path} -> {resp.status_code}: {resp.text[:2000]}")
+            error = AirflowApiUnavailable if resp.status_code >= 500 else AirflowStackError
+            raise error(f"{method} {path} -> {resp.status_code}: {resp.text[:2000]}")
         if not resp.content:
             return None
         try:

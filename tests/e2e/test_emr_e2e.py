@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_spark_async.core.keys import job_key
+from airflow_spark_async.core.keys import key_family
 from airflow_spark_async.emr.ids import StepsRef, parse_tag
 from tests.emr.moto_aws import MotoAws
 
@@ -67,10 +67,20 @@ def stack(aws: MotoAws, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ai
     assert airflow.all_pids() == [], "processes left behind"
 
 
-def _steps_of(aws: MotoAws, cluster_id: str, dag_id: str, task_id: str, run_id: str) -> list[object]:
-    """Every step of the cluster that carries the key of this task instance in its name."""
-    key = job_key(dag_id, task_id, run_id, -1)
-    return [s for s in aws.steps(cluster_id) if (tag := parse_tag(s.name)) and tag.key == key]
+def _steps_of(stack: AirflowStack, aws: MotoAws, cluster_id: str, dag_id: str, task_id: str,
+              run_id: str) -> list[object]:
+    """Every step of the cluster that carries a key of this task instance (any clear generation).
+
+    The key's family hashes the DAG run *instance* and the deployment salt, which a test cannot
+    recompute from the run id: it is read from the step the task recorded in its ``job_id`` XCom.
+    """
+    ref = StepsRef.parse(str(stack.xcom(dag_id, run_id, task_id, "job_id")).strip('"'))
+    steps = aws.steps(cluster_id)
+    [recorded] = [s for s in steps if s.id == ref.step_ids[0]]  # type: ignore[attr-defined]
+    tag = parse_tag(recorded.name)  # type: ignore[attr-defined]
+    assert tag is not None, f"step {recorded.name!r} carries no key"  # type: ignore[attr-defined]
+    family = key_family(tag.key)
+    return [s for s in steps if (t := parse_tag(s.name)) and key_family(t.key) == family]  # type: ignore[attr-defined]
 
 
 def test_marking_a_deferred_task_failed_cancels_its_step(stack: AirflowStack, aws: MotoAws) -> None:
@@ -79,7 +89,7 @@ def test_marking_a_deferred_task_failed_cancels_its_step(stack: AirflowStack, aw
     run_id = f"markfailed_{int(time.time())}"
     stack.trigger_dag(STEP_DAG, run_id=run_id, conf={"cluster_id": cluster_id})
     stack.wait_for_task_state(STEP_DAG, run_id, STEP_TASK, "deferred", timeout=120, fail_on=("failed",))
-    [step] = _steps_of(aws, cluster_id, STEP_DAG, STEP_TASK, run_id)
+    [step] = _steps_of(stack, aws, cluster_id, STEP_DAG, STEP_TASK, run_id)
     stack.wait_until(lambda: step.state == "RUNNING", timeout=30, description="the step to run")  # type: ignore[attr-defined]
     # Only a trigger that runs can cancel: Airflow deletes a trigger no triggerer has started yet
     # without calling its on_kill (see docs/emr.md). So wait for the trigger's first poll.
@@ -110,7 +120,7 @@ def test_a_worker_slot_is_free_while_steps_run(stack: AirflowStack, aws: MotoAws
     assert [stack.dag_run_state(STEP_DAG, r) for r in runs] == ["success"] * 3, stack.dump_logs()
     assert most_deferred >= 2, f"one slot, yet only {most_deferred} task(s) were deferred at once"
     assert makespan < 3 * STEP_SECONDS, f"makespan {makespan:.0f}s: the steps did not overlap"
-    assert all(len(_steps_of(aws, cluster_id, STEP_DAG, STEP_TASK, r)) == 1 for r in runs)
+    assert all(len(_steps_of(stack, aws, cluster_id, STEP_DAG, STEP_TASK, r)) == 1 for r in runs)
     print(f"\nE2E EMR slot release: 3 x {STEP_SECONDS:.0f}s steps on 1 worker slot in {makespan:.0f}s; "
           f"up to {most_deferred} tasks deferred at once")
 
@@ -149,7 +159,7 @@ def test_triggerer_sigkill_then_restart_completes_with_one_step(stack: AirflowSt
     time.sleep(5)
     stack.start_triggerer()
     assert stack.wait_for_dag_run(STEP_DAG, run_id, timeout=300) == "success", stack.dump_logs()
-    steps = _steps_of(aws, cluster_id, STEP_DAG, STEP_TASK, run_id)
+    steps = _steps_of(stack, aws, cluster_id, STEP_DAG, STEP_TASK, run_id)
     assert len(steps) == 1 and steps[0].state == "COMPLETED", "exactly one step, and it is the one that ran"  # type: ignore[attr-defined]
     ti = stack.task_instance(STEP_DAG, run_id, STEP_TASK)
     assert ti["try_number"] == 1

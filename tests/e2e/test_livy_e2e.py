@@ -25,13 +25,13 @@ from typing import Any
 
 import pytest
 
-from airflow_spark_async.core.keys import job_key
+from airflow_spark_async.core.keys import find_key, key_family
 from tests.servers.livy_server import LivyServer
 
 try:
-    from tests.e2e.airflow_stack import AirflowStack
+    from tests.e2e.airflow_stack import AirflowStack, AirflowStackError
 except ImportError:  # tests/e2e imported as a rootdir-less folder
-    from airflow_stack import AirflowStack  # type: ignore[no-redef]
+    from airflow_stack import AirflowStack, AirflowStackError  # type: ignore[no-redef]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
@@ -71,20 +71,43 @@ def stack(workdir: Path, livy: LivyServer) -> Iterator[AirflowStack]:
     assert airflow.all_pids() == [], "processes left behind"
 
 
-def batches_of(livy: LivyServer, run_id: str) -> list[dict[str, Any]]:
-    """Every batch Livy holds for this run's task, found by the key in its name."""
-    key = job_key(DAG_ID, TASK_ID, run_id, -1)
-    return [b for b in livy.batches() if key in (b["name"] or "")]
+_FAMILIES: dict[str, str] = {}
 
 
-def posts_of(livy: LivyServer, run_id: str) -> int:
-    key = job_key(DAG_ID, TASK_ID, run_id, -1)
-    return sum(1 for body in livy.posts if key in body.get("name", ""))
+def family_of(stack: AirflowStack, livy: LivyServer, run_id: str) -> str | None:
+    """The key family of this run's task instance, read from the batch its ``job_id`` XCom names;
+    ``None`` while the task has not submitted yet.
+
+    (The family hashes the DAG run *instance* and the deployment salt, which a test cannot recompute
+    from the run id; every try and clear generation of the task instance shares it.)
+    """
+    if run_id not in _FAMILIES:
+        try:
+            job_id = str(stack.xcom(DAG_ID, run_id, TASK_ID, "job_id"))
+        except AirflowStackError:  # 404: no XCom yet
+            return None
+        key = find_key(next((b["name"] for b in livy.batches() if str(b["id"]) == job_id), None))
+        if key is None:
+            return None
+        _FAMILIES[run_id] = key_family(key)
+    return _FAMILIES[run_id]
+
+
+def batches_of(stack: AirflowStack, livy: LivyServer, run_id: str) -> list[dict[str, Any]]:
+    """Every batch Livy holds for this run's task, found by the key family in its name."""
+    family = family_of(stack, livy, run_id)
+    return [b for b in livy.batches() if family and key_family(find_key(b["name"]) or "") == family]
+
+
+def posts_of(stack: AirflowStack, livy: LivyServer, run_id: str) -> int:
+    family = family_of(stack, livy, run_id)
+    assert family is not None, f"no batch recorded for {run_id}"
+    return sum(1 for body in livy.posts if key_family(find_key(body.get("name")) or "") == family)
 
 
 def wait_batch(stack: AirflowStack, livy: LivyServer, run_id: str, state: str, timeout: float = 120) -> dict[str, Any]:
     def found() -> dict[str, Any] | None:
-        return next((b for b in batches_of(livy, run_id) if b["state"] == state), None)
+        return next((b for b in batches_of(stack, livy, run_id) if b["state"] == state), None)
 
     return stack.wait_until(found, timeout=timeout, description=f"a {state} Livy batch of {run_id}")
 
@@ -98,7 +121,7 @@ def test_deferred_livy_tasks_release_the_only_slot_and_compute_the_answer(
         stack.trigger_dag(DAG_ID, run_id=run_id, conf={"n": N, "hold_seconds": 20})
 
     def both_running() -> bool:
-        running = [r for r in runs if any(b["state"] == "running" for b in batches_of(livy, r))]
+        running = [r for r in runs if any(b["state"] == "running" for b in batches_of(stack, livy, r))]
         deferred = [r for r in runs if stack.task_state(DAG_ID, r, TASK_ID) == "deferred"]
         return len(running) == 2 and len(deferred) >= 1
 
@@ -106,8 +129,8 @@ def test_deferred_livy_tasks_release_the_only_slot_and_compute_the_answer(
     overlap_after = time.monotonic() - started
     for run_id in runs:
         assert stack.wait_for_dag_run(DAG_ID, run_id, timeout=300) == "success"
-        assert posts_of(livy, run_id) == 1
-        [batch] = batches_of(livy, run_id)
+        assert posts_of(stack, livy, run_id) == 1
+        [batch] = batches_of(stack, livy, run_id)
         assert batch["state"] == "success" and batch["appId"], batch
         output = json.loads((workdir / "output" / f"livy-{run_id}.json").read_text())
         assert output["sum_of_squares"] == N * (N + 1) * (2 * N + 1) // 6
@@ -135,7 +158,7 @@ def test_a_sigkilled_triggerer_is_replaced_and_the_run_has_exactly_one_batch(
     assert stack.wait_for_dag_run(DAG_ID, run_id, timeout=300) == "success"
     ti = stack.task_instance(DAG_ID, run_id, TASK_ID)
     assert ti["try_number"] == 1, "resumed by the new triggerer, not retried"
-    assert posts_of(livy, run_id) == 1 and len(batches_of(livy, run_id)) == 1
+    assert posts_of(stack, livy, run_id) == 1 and len(batches_of(stack, livy, run_id)) == 1
     print(f"\ntriggerer SIGKILL: run succeeded {time.monotonic() - restarted:.1f}s after the restart")
 
 
