@@ -20,9 +20,22 @@ if TYPE_CHECKING:
 
     from airflow_spark_async.core.backend import Backend
 
-__all__ = ["call_backend", "run_sync"]
+__all__ = ["call_backend", "run_sync", "set_runner"]
 
 T = TypeVar("T")
+
+#: replaces the private-loop bridge when set (see :func:`set_runner`); ``None`` in production
+_runner: Callable[[Callable[[], Awaitable[Any]]], Any] | None = None
+
+
+def set_runner(runner: Callable[[Callable[[], Awaitable[Any]]], Any] | None = None) -> None:
+    """Run the worker's backend calls with ``runner(make)`` instead of a private event loop.
+
+    A seam for the fault-schedule simulation (``tests/sim``), which runs the worker's code on
+    its one virtual-time loop; ``set_runner()`` restores the production bridge.
+    """
+    global _runner
+    _runner = runner
 
 
 def run_sync(make: Callable[[], Awaitable[T]]) -> T:
@@ -39,6 +52,8 @@ def run_sync(make: Callable[[], Awaitable[T]]) -> T:
         finally:
             await close_loop_sessions()
 
+    if _runner is not None:
+        return _runner(make)  # type: ignore[no-any-return]
     try:
         asyncio.get_running_loop()
     except RuntimeError:
