@@ -118,7 +118,8 @@ def test_deferred_livy_tasks_release_the_only_slot_and_compute_the_answer(
     runs = ["slots-1", "slots-2"]
     started = time.monotonic()
     for run_id in runs:
-        stack.trigger_dag(DAG_ID, run_id=run_id, conf={"n": N, "hold_seconds": 20})
+        # 45 s: under load the second run's task may take a while to submit; the overlap must not end first.
+        stack.trigger_dag(DAG_ID, run_id=run_id, conf={"n": N, "hold_seconds": 45})
 
     def both_running() -> bool:
         running = [r for r in runs if any(b["state"] == "running" for b in batches_of(stack, livy, r))]

@@ -101,22 +101,25 @@ def test_a_worker_slots_are_free_while_jobs_run(stack: AirflowStack, spark_clust
     run_id = f"fanout_{int(time.time())}"
     started = time.monotonic()
     stack.trigger_dag(dag_id, run_id=run_id, conf={"sleep_seconds": JOB_SECONDS})
-    most_deferred = 0
+    most_deferred = most_running = 0
     while stack.dag_run_state(dag_id, run_id) not in ("success", "failed"):
         states = [ti["state"] for ti in stack.task_instances(dag_id, run_id)]
         most_deferred = max(most_deferred, states.count("deferred"))
-        assert time.monotonic() - started < 240, f"fan-out did not finish: {states}"
+        running = {d["id"] for d in _master_json(spark_cluster)["activedrivers"] if d.get("state") == "RUNNING"}
+        most_running = max(most_running, len(running - before))
+        assert time.monotonic() - started < 600, f"fan-out did not finish: {states}"
         time.sleep(1)
     makespan = time.monotonic() - started
     assert stack.dag_run_state(dag_id, run_id) == "success", stack.dump_logs()
     assert len(_driver_ids(spark_cluster) - before) == 10, "one driver per mapped task"
-    # Two slots, ten jobs: holding a slot per job would need at least 5 x JOB_SECONDS. Deferred, the
-    # jobs overlap; what remains is the scheduling overhead of twenty short task runs on two slots.
+    # Two slots, ten jobs: holding a slot per job, at most two drivers could ever run at once. More
+    # deferred tasks and more running drivers than slots prove the slots were free while jobs ran —
+    # whatever the machine's load, unlike a bound on the makespan (printed, not asserted).
     assert most_deferred > 2, f"at most {most_deferred} tasks were deferred at once"
-    blocking_bound = 5 * JOB_SECONDS
-    assert makespan < 0.8 * blocking_bound, f"makespan {makespan:.0f}s for 10 x {JOB_SECONDS}s jobs on 2 slots"
-    print(f"\nE2E(a) makespan {makespan:.1f}s for 10 x {JOB_SECONDS}s drivers on 2 worker slots; "
-          f"up to {most_deferred} tasks deferred at once")
+    assert most_running > 2, f"at most {most_running} drivers ran at once on 2 worker slots"
+    print(f"\nE2E(a) makespan {makespan:.1f}s for 10 x {JOB_SECONDS}s drivers on 2 worker slots "
+          f"(a slot per job needs >= {5 * JOB_SECONDS}s); up to {most_deferred} tasks deferred and "
+          f"{most_running} drivers running at once")
 
 
 def test_c_marking_a_deferred_task_failed_kills_its_driver(stack: AirflowStack, spark_cluster: Any) -> None:
@@ -170,7 +173,8 @@ def test_a_trigger_moved_to_another_triggerer_does_not_cancel_the_driver(
         assert _driver_state(spark_cluster, driver) == "FINISHED"
         log = stack.task_log(dag_id, run_id, "sum_of_squares", try_number=1)
         assert log.count("Submitted standalone job") == 1
-        assert "trigger moved, not killed" in log, "on_kill must have run and been stopped by the guard"
+        # Airflow's own line: on_kill ran in the first triggerer — and the guard left the driver running.
+        assert "invoking on_kill" in log, "on_kill must have run in the first triggerer"
     finally:
         stack.signal_component("triggerer", signal.SIGCONT)
         stack.stop_component("triggerer-b")
@@ -183,9 +187,10 @@ def test_b_triggerer_sigkill_then_restart_completes_with_one_driver(stack: Airfl
     run_id = f"sigkill_{int(time.time())}"
     stack.trigger_dag(dag_id, run_id=run_id, conf={"n": 5000, "hold_seconds": 25})
     stack.wait_for_task_state(dag_id, run_id, "sum_of_squares", "deferred", timeout=120)
-    time.sleep(3)
+    # Kill the triggerer while it runs the trigger (its first poll is logged), not before it started it.
+    driver = _job_id(stack, dag_id, run_id, "sum_of_squares")
+    stack.wait_for_trigger_to_run(dag_id, run_id, "sum_of_squares", f"Job {driver} is ")
     stack.kill_triggerer(signal.SIGKILL)
-    time.sleep(5)
     stack.start_triggerer()
     assert stack.wait_for_dag_run(dag_id, run_id, timeout=300) == "success", stack.dump_logs()
     new = _driver_ids(spark_cluster) - before
