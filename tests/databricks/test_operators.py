@@ -84,10 +84,13 @@ def test_a_worker_dying_between_submit_and_record_is_reattached_not_duplicated(
     first = ti(try_number=1)
     trigger = defer(submit_op(pat_conn, ledger, spark_python_task={"python_file": APP, "parameters": ["30", "0"]}),
                     first)
-    # the worker died after Databricks accepted the run but before the run id was recorded
-    from airflow_spark_async.core.keys import job_key
+    # the worker died after Databricks accepted the run but before the run id was recorded: the
+    # ledger holds only the intent the core wrote before submitting
+    from airflow_spark_async.core.keys import job_key, parse_key
+    from airflow_spark_async.core.ledger import LedgerEntry, write_entry
 
-    ledger.forget(job_key(first.dag_id, first.task_id, first.run_id))
+    key = job_key(first.dag_id, first.task_id, first.run_id)
+    write_entry(ledger, parse_key(key).family, "databricks", LedgerEntry(key=key))  # type: ignore[union-attr]
     runs_before = len(server.runs)
     retry = FakeTI(task_id=first.task_id, run_id=first.run_id, try_number=2)
     again = defer(submit_op(pat_conn, ledger, spark_python_task={"python_file": APP, "parameters": ["30", "0"]}),

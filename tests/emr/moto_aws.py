@@ -551,9 +551,15 @@ def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "co
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def start_then_kill(trigger: Any, after: float = 0.5) -> None:
+def start_then_kill(trigger: Any, after: float = 0.5, task_state: str | None = "failed") -> None:
     """Run ``trigger`` for ``after`` seconds, then do what the triggerer does when a user kills its
-    task: cancel the run and call ``on_kill``."""
+    task: cancel the run and call ``on_kill``. ``on_kill`` cancels only when it reads that the task
+    left the deferred state; ``task_state`` is what it reads (a user marked the task failed)."""
+
+    async def state() -> str | None:
+        return task_state
+
+    trigger.read_task_state = state  # the one read of Airflow's state a test cannot make for real
 
     async def run() -> None:
         task = asyncio.create_task(anext(trigger.run()))

@@ -25,7 +25,7 @@ from airflow_spark_async.core.errors import (
     RequestRejected,
     ServerError,
 )
-from airflow_spark_async.core.http import close_loop_sessions
+from airflow_spark_async.core.http import MAX_RETRY_AFTER, close_loop_sessions
 from airflow_spark_async.core.watcher import get_backend
 from airflow_spark_async.emr.aws import CredentialsExpired, ThrottleGate, translate_error
 from airflow_spark_async.emr.clusters import EmrClusterBackend
@@ -80,6 +80,36 @@ def test_throttle_gate_spreads_the_waiters_it_holds_back() -> None:
     assert gate.throttled(retry_after=30) >= 30, "Retry-After is a floor"
     gate.succeeded()
     assert gate.strikes == 2
+
+
+@pytest.mark.parametrize("hint", [float("inf"), float("nan"), 86400.0, -3.0])
+def test_throttle_gate_caps_and_validates_the_throttle_hint(hint: float) -> None:
+    """``Retry-After: inf`` (or a day) from one answer must not close the gate for every caller for ever."""
+    now = [100.0]
+    gate = ThrottleGate(rng=random.Random(1), clock=lambda: now[0])
+    pause = gate.throttled(retry_after=hint)
+    assert 0 < pause <= MAX_RETRY_AFTER and gate.not_before <= now[0] + MAX_RETRY_AFTER
+
+
+def test_a_call_at_a_gate_closed_longer_than_it_may_wait_fails_fast_as_rate_limited() -> None:
+    """The gate never holds a caller past ``max_wait`` or its own budget (the trigger's deadline):
+    the caller gets a RateLimitedError at once, and the core's loop waits, bounded by the deadline."""
+    gate = ThrottleGate(rng=random.Random(1), max_wait=5.0)
+    gate.throttled(retry_after=250.0)
+
+    async def waits(budget: float | None) -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(RateLimitedError) as raised:
+            await asyncio.wait_for(gate.wait(budget=budget), timeout=30)
+        assert raised.value.retry_after is not None and 200 <= raised.value.retry_after <= MAX_RETRY_AFTER
+        return loop.time() - started
+
+    assert asyncio.run(waits(None)) < 1.0, "longer than max_wait: no sleep at all"
+    assert asyncio.run(waits(0.0)) < 1.0, "a deadline already reached: no sleep at all"
+    short = ThrottleGate(rng=random.Random(1), base=0.1, cap=0.1)
+    short.throttled()
+    asyncio.run(asyncio.wait_for(short.wait(budget=5.0), timeout=5))  # a short closure is simply waited out
 
 
 async def _backends(conn_id: str) -> tuple[Any, Any, Any]:
@@ -158,7 +188,8 @@ def test_expired_credentials_are_reloaded_from_the_connection_and_the_call_retri
 def test_credentials_that_stay_expired_end_the_watch_with_an_auth_error(aws: MotoAws, conn_id: str,
                                                                         cluster_id: str) -> None:
     step_id = aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[_raw_step("x", 60)])["StepIds"][0]
-    aws.proxy.inject(aws_fault("expired", 2, "ListSteps"))
+    # two per reading of the connection: the client's own reload, then the core's (after AuthError)
+    aws.proxy.inject(aws_fault("expired", 4, "ListSteps"))
     trigger = EmrStepsTrigger(conn_id=conn_id, job_id=f"{cluster_id}:{step_id}", policy={"interval": 0.5})
 
     async def run() -> dict[str, Any]:
