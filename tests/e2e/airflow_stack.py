@@ -399,7 +399,8 @@ class AirflowStack:
             # than the threshold, so keep both small (threshold must stay well above the heartbeat).
             "TRIGGERER__JOB_HEARTBEAT_SEC": 1,
             "TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": 10,
-            "TRIGGERER__ON_KILL_TIMEOUT": 20,
+            # Airflow's default: the core's on_kill (state look-up + cancel) is budgeted to fit it.
+            "TRIGGERER__ON_KILL_TIMEOUT": 30,
             # --- logging: plain text, own ports so parallel stacks / a dev Airflow do not collide
             "LOGGING__COLORED_CONSOLE_LOG": False,
             "LOGGING__BASE_LOG_FOLDER": self.home / "logs",
