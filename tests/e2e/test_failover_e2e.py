@@ -315,6 +315,10 @@ def test_a_triggerer_frozen_past_its_heartbeat_hands_200_triggers_over_without_c
                             "GROUP BY try_number", FAILOVER_DAG, run_id)
     print(f"\nfailover: {marks}; batches {Counter(b['state'] for b in batches)}; DELETEs {len(cancelled)}; "
           f"tries {tries}")
+    a_logs = [p for p in trigger_logs(stack, FAILOVER_DAG) if p.name.endswith(f".trigger.{triggerer_a}.log")]
+    print("what the moved triggers logged in triggerer A:")
+    for event, n in _events(a_logs).most_common(12):
+        print(f"  {n:4d} x {event}")
     assert cancelled == [], (
         f"{len(cancelled)} batches cancelled by the failover ({len(deleted_during_failover)} within the on_kill "
         f"window), e.g. {cancelled[:5]}; moved-trigger log lines:\n"
@@ -326,6 +330,17 @@ def test_a_triggerer_frozen_past_its_heartbeat_hands_200_triggers_over_without_c
     assert tis == Counter({"success": MAPPED}), f"task states {dict(tis)}"
     assert state == "success"
     assert tries == [(1, MAPPED)], f"every task resumed in its first try, not retried: {tries}"
+
+
+def _events(paths: Iterable[Path]) -> Counter[str]:
+    """How often each log event (numbers blanked, cut at 100 characters) occurs in the given logs."""
+    events: Counter[str] = Counter()
+    for path in paths:
+        with contextlib.suppress(OSError):
+            for line in path.read_text(errors="replace").splitlines():
+                with contextlib.suppress(ValueError, AttributeError):
+                    events[re.sub(r"\d+", "N", str(json.loads(line).get("event", "")))[:100]] += 1
+    return events
 
 
 def _grep(paths: Iterable[Path], pattern: str, *, limit: int) -> list[str]:
