@@ -21,7 +21,6 @@ the job is ``CANCELLED``; jobs run for a virtual duration, then succeed or fail.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import math
 import random
@@ -340,9 +339,9 @@ def fault_exception(op: str, rng: random.Random) -> BaseException:
     return JobNotFoundError(f"404 on {op} (a proxy's answer)", status=404)
 
 
-async def slow(rng: random.Random) -> None:
-    """A slow answer: most are quick, some take longer than the HTTP timeout."""
-    await asyncio.sleep(rng.choice((rng.uniform(0, 2), rng.uniform(2, 29), rng.uniform(29, 120))))
+def slow(rng: random.Random) -> float:
+    """How long a slow answer takes: most are quick, some take longer than the HTTP timeout."""
+    return rng.choice((rng.uniform(0, 2), rng.uniform(2, 29), rng.uniform(29, 120)))
 
 
 def crash_allowed() -> bool:

@@ -158,3 +158,35 @@ def test_a_404_from_a_proxy_is_not_the_end_of_the_job(model: str) -> None:
     world = _run(model, plan)
     assert _final(world) == "success"
     assert len(world.server.jobs) == 1
+
+
+# -- the checker is not vacuous: a core with a known defect put back must be caught ------------------
+
+
+def test_checker_catches_on_kill_cancelling_a_moved_trigger(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put defect 2 back (on_kill cancels whatever the task's state): a failover kills a healthy job."""
+    from airflow_spark_async.core import trigger
+
+    monkeypatch.setattr(trigger, "LIVE_TASK_STATES", frozenset())
+    plan = Plan(retries=0, poll_interval=10, jobs=[(1200, True)], chaos=[(300, "failover")])
+    with quiet():
+        world = run_world(World("lookup", 0, plan))
+    assert any("healthy job killed" in str(v) for v in world.violations), world.violations
+
+
+def test_checker_catches_a_retry_that_does_not_look_for_the_running_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put defect 7 back (no look at the ledger before submitting): a worker that died after the
+    submit gets a retry that submits a second job beside the first (I1). (With lookup by key the
+    after-submit race check would still converge on one job.)"""
+    from airflow_spark_async.core.operator import SparkJobOperator
+
+    async def nothing_known(self: object, backend: object, family: str, key: str) -> list[object]:
+        return []
+
+    monkeypatch.setattr(SparkJobOperator, "_known_jobs", nothing_known)
+    plan = Plan(retries=1, poll_interval=10, jobs=[(1200, True), (1200, True)],
+                forced={("status", "before", 1): JobNotFoundError("404 from a proxy", status=404),
+                        ("status", "before", 2): "crash"})
+    with quiet():
+        world = run_world(World("ledger", 0, plan))
+    assert any(v.invariant == "I1" for v in world.violations), world.violations

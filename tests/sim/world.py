@@ -43,6 +43,7 @@ from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType, TaskDeferred
 from airflow.sdk.execution_time.comms import ErrorResponse
 
 from airflow_spark_async.core import clock, ledger, sync
+from airflow_spark_async.core.errors import ConnectionFailed
 from airflow_spark_async.core.keys import job_key_from_context, key_family
 from airflow_spark_async.core.operator import SparkJobOperator
 from airflow_spark_async.core.trigger import SparkJobTrigger
@@ -62,6 +63,7 @@ from tests.sim.vloop import (
 USER_ACTION = "__airflow_user_action__"  # the message Airflow cancels a trigger with before on_kill
 ON_KILL_LIMIT = 30.0  # [triggerer] on_kill_timeout
 CONN_ID = "sim_backend"
+HTTP_TIMEOUT = 30.0  # core.http's total request timeout
 FINAL = frozenset({"success", "failed", "deleted"})
 
 _current: World | None = None
@@ -86,8 +88,14 @@ class FaultyLedger(ledger.MemoryLedger):
 
     def _maybe_fail(self, op: str) -> None:
         world = self.world
-        if world.forced(op, "before") or world.faulty(op):
-            if isinstance(greenlet.getcurrent(), WorkerGreenlet) and world.rng.random() < 0.3:
+        in_worker = isinstance(greenlet.getcurrent(), WorkerGreenlet)
+        forced = world.forced(op, "before")
+        if isinstance(forced, BaseException):
+            raise forced
+        if forced == "crash" and in_worker:
+            raise Crashed()
+        if forced is not None or world.faulty(op):
+            if in_worker and world.rng.random() < 0.3:
                 raise Crashed()
             raise LedgerUnavailable(f"Variable {op} failed")
 
@@ -269,6 +277,7 @@ class World:
         self.foreign_cancels: list[SimJob] = []
         self.background: set[asyncio.Task[Any]] = set()
         self.deletes = 0
+        self.pending_runs = 0  # DAG runs deleted and about to be re-created
         self.salt = "sim-deployment"
 
     # -- faults -------------------------------------------------------------------------------
@@ -304,17 +313,26 @@ class World:
                 raise Crashed()
             return
         if isinstance(what, tuple):
-            seconds = what[1]
-            if seconds is None:
-                await slow(self.rng)
-            else:
-                await asyncio.sleep(seconds)
+            seconds = what[1] if what[1] is not None else slow(self.rng)
+            if seconds > HTTP_TIMEOUT:  # the client gives up: a lost answer if the server applied it
+                await asyncio.sleep(HTTP_TIMEOUT)
+                raise ConnectionFailed(f"{op} timed out after {HTTP_TIMEOUT:.0f}s")
+            await asyncio.sleep(seconds)
             return
         raise what
 
     def note_cancel(self, job: SimJob) -> None:
+        """A cancel reached the server: never for another task's job, never for the job a deferred
+        task is watching (issue 9 defect 2: a moved trigger's on_kill killing a healthy job)."""
         if job.foreign:
             self.foreign_cancels.append(job)
+        for run in self.runs:
+            ti = run.ti
+            rec = next((r for r in self.triggers if r.id == ti.trigger_id), None)
+            if not run.deleted and ti.state == "deferred" and rec is not None \
+                    and rec.kwargs.get("job_id") == job.job_id and job.family == run.family:
+                self.violate("I2", f"job {job.job_id} was cancelled while its task is deferred watching it "
+                                   f"(trigger {rec.id}): a healthy job killed")
 
     # -- the Airflow API the core reaches -------------------------------------------------------
 
@@ -381,7 +399,7 @@ class World:
         for when, kind in self.plan.chaos:
             await asyncio.sleep(max(0.0, when - self.now()))
             self.act(kind)
-        while not all(run.ti.state in FINAL for run in self.runs):
+        while self.pending_runs or not all(run.ti.state in FINAL for run in self.runs):
             if self.now() > 30 * 86400:
                 self.violate("liveness", f"task instance not finished after 30 days: {self.runs[-1].ti.state}")
                 return
@@ -657,7 +675,7 @@ class World:
                     ti.state = "scheduled"
 
             self.later(rng.uniform(0, 60), schedule)
-        elif kind == "delete_run" and ti.state != "running":
+        elif kind == "delete_run" and ti.state != "running" and not run.deleted:
             tr = ti.tries.get(ti.try_number)
             if tr is not None and tr.outcome is None:
                 self.outcome(tr, "deleted")
@@ -666,7 +684,13 @@ class World:
             self.deletes += 1
             if rec is not None:
                 self.cancel_copies(rec, user_action=True)
-            self.later(rng.uniform(0, 120), self.new_run)
+            self.pending_runs += 1
+
+            def recreate() -> None:
+                self.pending_runs -= 1
+                self.new_run()
+
+            self.later(rng.uniform(0, 120), recreate)
         elif kind == "server_restart":
             self.server.restart()
 
