@@ -348,22 +348,26 @@ class SparkJobOperator(BaseOperator):
             self.forget_job(context)  # our job is gone; the id names someone else's, never cancel it
             raise SparkJobFailed(f"{ev.backend} job {ev.job_id}: {ev.message}")
         try:
-            status = self.backend_call(lambda backend: backend.status(ev.job_id))
-        except JobNotFoundError as exc:
+            status = self.backend_call(lambda backend: _recheck(backend, ev))
+        except _JobGone as exc:
             self.forget_job(context)
-            raise SparkJobFailed(f"{ev.backend} job {ev.job_id} is unknown to the backend ({exc}); "
-                                 f"the trigger reported: {ev.message}") from exc
-        except TransientError as exc:
+            raise SparkJobFailed(f"{ev.backend} job {ev.job_id} is gone: {exc}; the trigger reported: "
+                                 f"{ev.message}") from exc
+        except BackendError as exc:
+            # The job's state cannot be known from here either (still unreachable, a proxy's 404, a
+            # refused token): it may run, or have succeeded. Wait again, backing off further each
+            # time; only after the error budget give up — cancelling first, keeping the record.
             if ev.status is EventStatus.TIMEOUT:
                 return self._timeout(context, ev, f"its state could not be read ({exc})")
-            self.log.warning("Job %s could not be re-checked (%s); it may still run, so waiting again", ev.job_id, exc)
-            return self._wait_again(context, ev)
-        except BackendError as exc:
-            # Auth refused or a request rejected even from the worker: the job's state cannot be known.
+            if ev.recheck < self.poll_policy.error_budget:
+                self.log.warning("Job %s could not be re-checked (%s); it may still run, so waiting again (%d/%d)",
+                                 ev.job_id, exc, ev.recheck + 1, self.poll_policy.error_budget)
+                return self._wait_again(context, ev)
             self._cancel(ev.job_id, ev.key)
             raise SparkJobFailed(
-                f"{ev.backend} job {ev.job_id} could not be watched ({ev.message}) nor re-checked ({exc}). A cancel "
-                f"was attempted; the job stays recorded under key {ev.key} for the next try"
+                f"{ev.backend} job {ev.job_id} could not be watched ({ev.message}) nor re-checked ({exc}) "
+                f"{ev.recheck} times. A cancel was attempted; the job stays recorded under key {ev.key} for "
+                "the next try"
             ) from exc
         if ev.key and status.key and status.key != ev.key:
             self.forget_job(context)
@@ -385,7 +389,14 @@ class SparkJobOperator(BaseOperator):
                           recheck=ev.recheck + 1)
 
     def _timeout(self, context: Context, ev: JobEvent, unknown: str | None) -> Any:
-        if self._cancel(ev.job_id, ev.key) and unknown is None:
+        cancelled = self._cancel(ev.job_id, ev.key)
+        try:  # it may have ended between the last look and the cancel: then that is the outcome
+            after = self.backend_call(lambda backend: backend.status(ev.job_id))
+        except BackendError:
+            after = None
+        if after is not None and after.state is JobState.SUCCEEDED:
+            return self._finish(context, _with_status(ev, after))
+        if cancelled and (unknown is None or after is not None):
             self.forget_job(context)
             raise SparkJobTimeout(f"{ev.backend} job {ev.job_id} passed its deadline and was cancelled")
         raise SparkJobTimeout(
@@ -433,6 +444,24 @@ class SparkJobOperator(BaseOperator):
         """Cancel the job when the task is killed on the worker (``deferrable=False``)."""
         if self._job_id:
             self._cancel(self._job_id)
+
+
+class _JobGone(JobNotFoundError):
+    """Not only a 404: the backend's own listing of the key's jobs confirms the job is gone."""
+
+
+async def _recheck(backend: Backend, ev: JobEvent) -> JobStatus:
+    """The job's status from the worker. A 404 may be a proxy's: where the backend can list the
+    key's jobs, the listing decides whether the job is really gone."""
+    try:
+        return await backend.status(ev.job_id)
+    except JobNotFoundError as exc:
+        if not (backend.supports_find_by_key and ev.key):
+            raise
+        for st in await _find_jobs(backend, key_family(ev.key), ev.key):
+            if st.job_id == ev.job_id:
+                return st
+        raise _JobGone(f"neither {ev.job_id} nor any job of key {ev.key} is known to the backend ({exc})") from exc
 
 
 async def _find_jobs(backend: Backend, family: str, key: str) -> Sequence[JobStatus]:
