@@ -355,20 +355,15 @@ class SparkJobOperator(BaseOperator):
                                  f"{ev.message}") from exc
         except BackendError as exc:
             # The job's state cannot be known from here either (still unreachable, a proxy's 404, a
-            # refused token): it may run, or have succeeded. Wait again, backing off further each
-            # time; only after the error budget give up — cancelling first, keeping the record.
-            if ev.status is EventStatus.TIMEOUT:
+            # refused token): it may run, or have succeeded, so failing now could report an error
+            # for a success (I2) or orphan a running job (I3). Wait again, backing off further each
+            # time; past the deadline only ``error_budget`` more times, then give up with a timeout
+            # — cancelling first, keeping the record.
+            if ev.status is EventStatus.TIMEOUT and ev.recheck >= self.poll_policy.error_budget:
                 return self._timeout(context, ev, f"its state could not be read ({exc})")
-            if ev.recheck < self.poll_policy.error_budget:
-                self.log.warning("Job %s could not be re-checked (%s); it may still run, so waiting again (%d/%d)",
-                                 ev.job_id, exc, ev.recheck + 1, self.poll_policy.error_budget)
-                return self._wait_again(context, ev)
-            self._cancel(ev.job_id, ev.key)
-            raise SparkJobFailed(
-                f"{ev.backend} job {ev.job_id} could not be watched ({ev.message}) nor re-checked ({exc}) "
-                f"{ev.recheck} times. A cancel was attempted; the job stays recorded under key {ev.key} for "
-                "the next try"
-            ) from exc
+            self.log.warning("Job %s could not be re-checked (%s); it may still run, so waiting again (%d)",
+                             ev.job_id, exc, ev.recheck + 1)
+            return self._wait_again(context, ev)
         if ev.key and status.key and status.key != ev.key:
             self.forget_job(context)
             raise SparkJobFailed(f"{ev.backend} job id {ev.job_id} now names a job of another key ({status.key})")

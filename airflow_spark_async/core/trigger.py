@@ -341,7 +341,8 @@ async def watch_job(trigger: SparkJobTrigger, *, log: Any, rng: random.Random | 
     if trigger.recheck:
         delay = policy.backoff(trigger.recheck, rng=rng)
         log.info("Re-check %d of job %s: polling again in %.0fs", trigger.recheck, trigger.job_id, delay)
-        await clock.sleep_until(clock.now() + delay, trigger.deadline)
+        # not bounded by the deadline: past it, this wait is what spaces the worker's re-checks out
+        await clock.sleep_until(clock.now() + delay)
 
     while True:
         now = clock.now()
