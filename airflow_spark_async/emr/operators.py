@@ -16,7 +16,7 @@ What changes underneath, for both:
 * **The worker is free while AWS works** (``deferrable=True``): the core's trigger watches from
   the triggerer, coalescing the polls of every step of a cluster into ``ListSteps`` calls.
 * **Nothing is submitted twice.** A retry finds the steps / job run / cluster of its earlier try
-  (by the key in the step or run name, or the core's key ledger for clusters) and watches it.
+  (by the key in the step or run name, or the key tag of a cluster) and watches it.
 * **Nothing is left running.** Killing, marking failed, clearing or timing out the task cancels
   what it started: ``CancelSteps`` (``SEND_INTERRUPT``) for steps, ``CancelJobRun`` for
   Serverless, ``TerminateJobFlows`` for a cluster it created.

@@ -52,7 +52,7 @@ def test_official_arguments_reach_start_job_run_and_the_run_id_is_returned(aws: 
     assert request["executionTimeoutMinutes"] == 30 and request["executionRoleArn"] == ROLE
     tag = parse_tag(request["name"])
     assert request["name"].startswith("nightly [") and tag is not None
-    assert request["clientToken"].startswith(tag.key), "the token carries the key (plus a per-submission nonce)"
+    assert request["clientToken"].startswith(tag.key), "the token carries the key (and the try number)"
     assert result == JobRunRef.parse(events[0]["job_id"]).job_run_id
 
 
