@@ -21,6 +21,7 @@ its links, and — if its users expect the official provider's arguments — map
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
@@ -51,6 +52,8 @@ T = TypeVar("T")
 
 #: the deadline fires this many seconds (at most 10 % of the budget) before execution_timeout
 DEADLINE_MARGIN = 60.0
+#: cancels of a job that could not be recorded, before recording it is tried once more
+UNTRACKED_CANCEL_ATTEMPTS = 3
 
 __all__ = ["SparkJobFailed", "SparkJobOperator", "SparkJobTimeout", "default_deferrable", "seconds"]
 
@@ -309,11 +312,27 @@ class SparkJobOperator(BaseOperator):
                 write_entry(ledger, family, backend.name, LedgerEntry(key=key, job_id=status.job_id))
             except Exception:
                 self.log.error("Could not record job %s; cancelling it rather than leave it untracked", status.job_id)
-                await cancel_job(backend, status.job_id, key)
+                await self._cancel_untracked(backend, status.job_id, key, family)
                 raise
         elif not backend.idempotent_submit:
             status = await self._settle_race(backend, status, key, family)
         return dataclasses.replace(status, key=status.key or key)
+
+    async def _cancel_untracked(self, backend: Backend, job_id: str, key: str, family: str) -> None:
+        """Cancel a job whose id could not be recorded; if even that fails, try the record once more
+        so that the next try can find it."""
+        for attempt in range(UNTRACKED_CANCEL_ATTEMPTS):
+            try:
+                await cancel_job(backend, job_id, key)
+                return
+            except BackendError as exc:
+                self.log.error("Cancelling the unrecorded job %s failed (%s)", job_id, exc)
+                await asyncio.sleep(min(2.0 ** attempt, 5.0))
+        try:
+            write_entry(self.ledger, family, backend.name, LedgerEntry(key=key, job_id=job_id))
+        except Exception as exc:
+            self.log.error("Job %s runs untracked: neither recorded nor cancelled (%s); see the clean-up in the docs",
+                           job_id, exc)
 
     async def _settle_race(self, backend: Backend, mine: JobStatus, key: str, family: str) -> JobStatus:
         """Two tries that submitted at once (a zombie worker and its retry) both see both jobs; both
@@ -372,7 +391,9 @@ class SparkJobOperator(BaseOperator):
         if ev.status is EventStatus.TIMEOUT:
             return self._timeout(context, ev, None)
         if ev.status is EventStatus.ERROR and ev.recheck >= self.poll_policy.error_budget:
-            self._cancel(ev.job_id, ev.key)
+            if not self._cancel(ev.job_id, ev.key):
+                raise SparkJobFailed(f"{ev.backend} job {ev.job_id} kept failing to be watched ({ev.message}) and "
+                                     f"could not be cancelled; it stays recorded under key {ev.key} for the next try")
             self.forget_job(context)
             raise SparkJobFailed(f"{ev.backend} job {ev.job_id} kept failing to be watched ({ev.message}); cancelled")
         self.log.warning("The trigger reported %s (%s) but job %s is %s: waiting again", ev.status.value,
