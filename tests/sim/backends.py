@@ -73,6 +73,7 @@ class SimJob:
     cancelled_by_us: bool = False
     lost_at: float | None = None
     answer_lost: bool = False  # the submit was applied but its answer never reached the caller
+    recorded: bool = False  # its id was written to the ledger at least once (backends without lookup)
 
     @property
     def family(self) -> str | None:

@@ -42,6 +42,8 @@ def _i1(world: World, run: DagRunModel, jobs: list[SimJob]) -> None:
             overlap = min(first.live_until(), second.live_until()) - second.submitted_at
             if overlap > RACE_WINDOW:
                 lost = " (the first one's submit answer was lost)" if first.answer_lost else ""
+                if not world.trigger_cls.backend_class.supports_find_by_key and not first.recorded:
+                    lost += " (the first one was never recorded: no lookup by key can find it)"
                 world.violate("I1", f"jobs {first.job_id} ({first.key}) and {second.job_id} ({second.key}) of one "
                                     f"task instance ran together for {overlap:.0f}s{lost}")
 
@@ -107,7 +109,7 @@ def _i3(world: World, run: DagRunModel, jobs: list[SimJob], end: float) -> None:
     ti = run.ti
     if ti.state not in ("success", "failed", "deleted"):
         return  # liveness reports it
-    strict = world.faults_injected == 0 and not world.deletes and ti.ended in (
+    strict = world.faults_injected == 0 and not world.deletes and not world.unnotified and ti.ended in (
         "success", PACKAGE_FAILURE, "mark_failed", "mark_success")
     for job in jobs:
         if not job.live_at(end):

@@ -48,6 +48,7 @@ from airflow_spark_async.core.keys import job_key_from_context, key_family
 from airflow_spark_async.core.operator import SparkJobOperator
 from airflow_spark_async.core.trigger import SparkJobTrigger
 from tests.sim.backends import MODELS, Server, SimJob, fault_exception, slow
+from tests.sim.checker import check
 from tests.sim.vloop import (
     EPOCH,
     ROLE,
@@ -102,6 +103,13 @@ class FaultyLedger(ledger.MemoryLedger):
     def remember(self, key: str, backend: str, job_id: str) -> None:
         self._maybe_fail("ledger_write")
         super().remember(key, backend, job_id)
+        try:
+            recorded = json.loads(job_id).get("job_id")
+        except (ValueError, AttributeError):
+            recorded = job_id
+        job = self.world.server.by_id.get(str(recorded))
+        if job is not None:
+            job.recorded = True
 
     def recall(self, key: str, backend: str) -> str | None:
         self._maybe_fail("ledger_read")
@@ -277,6 +285,7 @@ class World:
         self.foreign_cancels: list[SimJob] = []
         self.background: set[asyncio.Task[Any]] = set()
         self.deletes = 0
+        self.unnotified = 0  # user actions no on_kill was delivered for
         self.pending_runs = 0  # DAG runs deleted and about to be re-created
         self.salt = "sim-deployment"
 
@@ -608,7 +617,11 @@ class World:
         ti.state = "running"
         self.fail_try(rec.run, rec.run.ti.tries[rec.try_number], "trigger_failed", exc)
 
-    def cancel_copies(self, rec: TriggerRec, *, user_action: bool) -> None:
+    def cancel_copies(self, rec: TriggerRec, *, user_action: bool, by_user: bool = False) -> None:
+        if by_user and not rec.copies:
+            # No triggerer runs the trigger right now (one is restarting): Airflow calls no on_kill
+            # at all, the package is never told; only the record and the clean-up remain (I3).
+            self.unnotified += 1
         for task in list(rec.copies.values()):
             if user_action:
                 task.cancel(USER_ACTION)
@@ -658,7 +671,7 @@ class World:
             ti.ended = kind
             if rec is not None:
                 ti.trigger_id = None
-                self.cancel_copies(rec, user_action=True)
+                self.cancel_copies(rec, user_action=True, by_user=True)
         elif kind == "clear" and (ti.state in ("deferred", "success", "failed", "up_for_retry")):
             tr = ti.tries.get(ti.try_number)
             if tr is not None and tr.outcome is None:
@@ -667,7 +680,7 @@ class World:
             ti.max_tries = ti.try_number + ti.retries
             run.clear_number += 1
             if rec is not None:
-                self.cancel_copies(rec, user_action=True)
+                self.cancel_copies(rec, user_action=True, by_user=True)
 
             def schedule() -> None:
                 if ti.state is None and not run.deleted:
@@ -683,7 +696,7 @@ class World:
             ti.state, ti.ended = "deleted", "deleted"
             self.deletes += 1
             if rec is not None:
-                self.cancel_copies(rec, user_action=True)
+                self.cancel_copies(rec, user_action=True, by_user=True)
             self.pending_runs += 1
 
             def recreate() -> None:
@@ -722,6 +735,9 @@ def installed(world: World) -> Iterator[None]:
         return inline
 
     _current = world
+    # The core's jitter draws from the global random module: seed it, or a seed would not replay.
+    random_state = random.getstate()
+    random.seed(f"{world.semantics}:{world.seed}:jitter")
     clock.set_clock(world.loop.now, world.loop.time)
     sync.set_runner(runner)
     ledger.set_default_ledger(world.ledger)
@@ -735,6 +751,7 @@ def installed(world: World) -> Iterator[None]:
         (BaseHook.get_connection, BaseHook.aget_connection, asgiref.sync.sync_to_async,  # type: ignore[method-assign]
          keys.deployment_salt) = originals
         ledger.set_default_ledger(None)
+        random.setstate(random_state)
         sync.set_runner()
         clock.set_clock()
         _current = None
@@ -757,8 +774,6 @@ def quiet() -> Iterator[None]:
 
 def run_world(world: World) -> World:
     """Run one schedule to its end and check it; violations end up in ``world.violations``."""
-    from tests.sim.checker import check
-
     with installed(world):
         loop = world.loop
         try:
