@@ -72,8 +72,10 @@ class Backend(abc.ABC):
     name: ClassVar[str]
     #: whether :meth:`find_jobs` can look jobs up by their key (else the core's ledger is used)
     supports_find_by_key: ClassVar[bool] = False
-    #: whether the API itself deduplicates a submission of the same key (an idempotency or client
-    #: token): then two racing tries get one job, and the core skips its after-submit race check
+    #: whether the API itself deduplicates a resubmission (an idempotency or client token): then
+    #: the core skips its after-submit race check. Such a backend's ``submit`` must take
+    #: ``attempt`` (the try number) and derive its token from ``key`` *and* ``attempt``, so that a
+    #: retry is never handed an earlier try's ended job (#64828).
     idempotent_submit: ClassVar[bool] = False
 
     @classmethod

@@ -43,7 +43,7 @@ from airflow_spark_async.core.policy import PollPolicy
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.core.sync import call_backend, run_sync
-from airflow_spark_async.core.trigger import SparkJobTrigger, cancel_job, watch_job
+from airflow_spark_async.core.trigger import SparkJobTrigger, cancel_job, submit_job, watch_job
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection, Context
@@ -191,7 +191,8 @@ class SparkJobOperator(BaseOperator):
         self._connection()  # a missing connection fails here, before anything is submitted
         job = self.build_job(context)
         key = job_key_from_context(context)
-        status = self.backend_call(lambda backend: self._submit_or_reattach(backend, job, key))
+        attempt = getattr(context["ti"], "try_number", None)
+        status = self.backend_call(lambda backend: self._submit_or_reattach(backend, job, key, attempt))
         self._job_id = status.job_id
         context["ti"].xcom_push(key="job_id", value=status.job_id)
         push_links(context, self.link_classes, dict(status.links))
@@ -246,7 +247,8 @@ class SparkJobOperator(BaseOperator):
 
     # -- submit or reattach ----------------------------------------------------------------------
 
-    async def _submit_or_reattach(self, backend: Backend, job: SparkJob, key: str) -> JobStatus:
+    async def _submit_or_reattach(self, backend: Backend, job: SparkJob, key: str,
+                                  attempt: int | None = None) -> JobStatus:
         """This try's job: an earlier try's of the same key if it still runs, else a new one.
 
         Jobs of the same task instance under another generation (it was cleared since) are
@@ -271,7 +273,7 @@ class SparkJobOperator(BaseOperator):
             self.log.info("Reattaching to %s job %s (%s) of an earlier try", backend.name, keep.job_id,
                           keep.backend_state)
             return keep
-        return await self._submit(backend, job, key, family)
+        return await self._submit(backend, job, key, family, attempt)
 
     async def _known_jobs(self, backend: Backend, family: str, key: str) -> Sequence[JobStatus]:
         """Every job the backend or the ledger knows for this task instance, newest first."""
@@ -292,12 +294,13 @@ class SparkJobOperator(BaseOperator):
             return []
         return [dataclasses.replace(st, key=st.key or entry.key or None)]
 
-    async def _submit(self, backend: Backend, job: SparkJob, key: str, family: str) -> JobStatus:
+    async def _submit(self, backend: Backend, job: SparkJob, key: str, family: str,
+                      attempt: int | None = None) -> JobStatus:
         ledger = None if backend.supports_find_by_key else self.ledger
         if ledger is not None:  # intent first: a failure here submits nothing
             write_entry(ledger, family, backend.name, LedgerEntry(key=key))
         try:
-            status = await backend.submit(job, key=key)
+            status = await submit_job(backend, job, key, attempt)
         except TransientError as exc:
             # The answer may be lost while the job was created: look for it before giving up.
             found = await backend.find_by_key(key) if backend.supports_find_by_key else None
@@ -391,7 +394,11 @@ class SparkJobOperator(BaseOperator):
         if ev.status is EventStatus.TIMEOUT:
             return self._timeout(context, ev, None)
         if ev.status is EventStatus.ERROR and ev.recheck >= self.poll_policy.error_budget:
-            if not self._cancel(ev.job_id, ev.key):
+            cancelled = self._cancel(ev.job_id, ev.key)
+            ended = self._status_or_none(ev.job_id)
+            if ended is not None and ended.is_terminal and ended.state is JobState.SUCCEEDED:
+                return self._finish(context, _with_status(ev, ended))  # it finished before the cancel
+            if not cancelled:
                 raise SparkJobFailed(f"{ev.backend} job {ev.job_id} kept failing to be watched ({ev.message}) and "
                                      f"could not be cancelled; it stays recorded under key {ev.key} for the next try")
             self.forget_job(context)
@@ -406,10 +413,7 @@ class SparkJobOperator(BaseOperator):
 
     def _timeout(self, context: Context, ev: JobEvent, unknown: str | None) -> Any:
         cancelled = self._cancel(ev.job_id, ev.key)
-        try:  # it may have ended between the last look and the cancel: then that is the outcome
-            after = self.backend_call(lambda backend: backend.status(ev.job_id))
-        except BackendError:
-            after = None
+        after = self._status_or_none(ev.job_id)  # it may have ended before the cancel: then that is the outcome
         if after is not None and after.state is JobState.SUCCEEDED:
             return self._finish(context, _with_status(ev, after))
         if cancelled and (unknown is None or after is not None):
@@ -428,6 +432,12 @@ class SparkJobOperator(BaseOperator):
                           ev.elapsed or 0)
             return self.result(context, ev.job_id)
         raise SparkJobFailed(_failure_text(ev))
+
+    def _status_or_none(self, job_id: str) -> JobStatus | None:
+        try:
+            return self.backend_call(lambda backend: backend.status(job_id))
+        except BackendError:
+            return None
 
     def _cancel(self, job_id: str, key: str | None = None) -> bool:
         """Cancel the job; ``False`` (logged) if the backend could not be reached."""

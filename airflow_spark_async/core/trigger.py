@@ -58,7 +58,7 @@ from airflow_spark_async.core.watcher import forget_backend, get_backend, get_wa
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["LIVE_TASK_STATES", "SparkJobTrigger", "cancel_job", "watch_job"]
+__all__ = ["LIVE_TASK_STATES", "SparkJobTrigger", "cancel_job", "submit_job", "watch_job"]
 
 #: task states in which a live try owns the job: ``on_kill`` leaves the job alone in them
 LIVE_TASK_STATES = frozenset({"deferred", "running"})
@@ -84,6 +84,15 @@ async def cancel_job(backend: Backend, job_id: str, key: str | None) -> None:
         await backend.cancel(job_id, key=key)  # type: ignore[call-arg]
     else:
         await backend.cancel(job_id)
+
+
+async def submit_job(backend: Backend, job: Any, key: str, attempt: int | None) -> JobStatus:
+    """Submit, passing the try number to backends whose ``submit`` takes ``attempt`` — those whose
+    API deduplicates by a token must derive it per try, so that a retry is never handed an earlier
+    try's ended job (#64828), while a resend within one try still gets the same job back."""
+    if attempt is not None and "attempt" in inspect.signature(backend.submit).parameters:
+        return await backend.submit(job, key=key, attempt=attempt)  # type: ignore[call-arg]
+    return await backend.submit(job, key=key)
 
 
 class SparkJobTrigger(BaseTrigger):
