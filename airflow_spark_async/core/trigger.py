@@ -31,11 +31,13 @@ rules live here, once:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import math
 import random
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -58,6 +60,8 @@ from airflow_spark_async.core.watcher import forget_backend, get_backend, get_wa
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
+T = TypeVar("T")
+
 __all__ = ["LIVE_TASK_STATES", "SparkJobTrigger", "cancel_job", "submit_job", "watch_job"]
 
 #: task states in which a live try owns the job: ``on_kill`` leaves the job alone in them
@@ -70,6 +74,20 @@ STATE_LOOKUP_ATTEMPT = 8.0
 CANCEL_BUDGET = 10.0
 #: a last poll is given at least this long, even when the deadline has already passed
 FINAL_POLL_GRACE = 30.0
+
+
+#: how long the one early state read of a triggerer loop may take
+WARM_UP_TIMEOUT = 120.0
+_WARMED_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+#: strong references to background tasks (asyncio keeps only weak ones)
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
+def _in_background(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    task = asyncio.get_running_loop().create_task(coro)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+    return task
 
 
 def _next_tick(now: float, interval: float) -> float:
@@ -181,6 +199,8 @@ class SparkJobTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        if self.owns_job:
+            self._warm_up_state_reads()
         try:
             event = await watch_job(self, log=self.log)
         except asyncio.CancelledError:
@@ -205,9 +225,17 @@ class SparkJobTrigger(BaseTrigger):
     # -- on_kill ----------------------------------------------------------------------------
 
     async def on_kill(self) -> None:
-        """Cancel the job after a user acted on the deferred task; see the module docstring."""
+        """Cancel the job after a user acted on the deferred task; see the module docstring.
+
+        The work runs shielded in a task of its own: Airflow 3.3 cancels a trigger again at every
+        sync with its supervisor until it has finished, which would otherwise interrupt this
+        method within about a second — before a slow state read has answered.
+        """
         if self._fired or not self.owns_job:
             return
+        await asyncio.shield(_in_background(self._kill()))
+
+    async def _kill(self) -> None:
         state = await self._state_within(STATE_LOOKUP_BUDGET)
         if state is None:
             self.log.warning(
@@ -261,6 +289,22 @@ class SparkJobTrigger(BaseTrigger):
                 ledger.forget(parsed.family)
 
         await sync_to_async(forget)()
+
+    def _warm_up_state_reads(self) -> None:
+        """Read a task state once per triggerer loop, early. The first such read of a fresh
+        triggerer makes its supervisor build the in-process Execution API client, which took 9 s on
+        a quiet machine and 29 s under load — longer than ``on_kill`` may wait. Paid here, at the
+        first trigger's start, a later ``on_kill`` gets its answer at once."""
+        loop = asyncio.get_running_loop()
+        if loop in _WARMED_LOOPS:
+            return
+        _WARMED_LOOPS.add(loop)
+
+        async def warm() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.read_task_state(), timeout=WARM_UP_TIMEOUT)
+
+        _in_background(warm())
 
     async def _state_within(self, budget: float) -> str | None:
         """:meth:`read_task_state`, retried until it answers or ``budget`` seconds are spent."""
