@@ -157,14 +157,7 @@ def test_retry_after_a_day_or_forever(model: str, retry_after: float) -> None:
     assert world.now() < 3 * 3600
 
 
-@pytest.mark.parametrize("model", [
-    "lookup",
-    pytest.param("ledger", marks=pytest.mark.xfail(strict=True, reason=(
-        "issue 9 defect 3: the worker's re-check trusts one 404, fails the task and forgets the ledger record "
-        "while the job runs; the retry submits a second job (I1)"))),
-    "token",
-    "reuse",
-])
+@pytest.mark.parametrize("model", list(MODELS))
 def test_a_404_from_a_proxy_is_not_the_end_of_the_job(model: str) -> None:
     """Issue 9 defect 3: one 404 (a proxy, a load balancer) while polling and re-checking must not
     fail the task nor lose track of a job that still runs."""

@@ -659,7 +659,7 @@ class World:
 
             def drop_old() -> None:
                 task = rec.copies.get(old)
-                if task is not None:
+                if task is not None and rec.assigned != old:  # not if it moved back there meanwhile
                     task.cancel(USER_ACTION)
 
             self.later(rng.uniform(0, 120), drop_old)
