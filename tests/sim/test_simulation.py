@@ -25,7 +25,7 @@ PROCESSES = 2  # the machine the suite is sized for has two cores
 #: a model whose sweep passes again must lose its mark)
 _BUDGET = ("issue 9 defects 3/12: after error_budget re-checks (unreachable and error events counted together) the "
            "worker cancels a job it has just read as RUNNING and fails the task; the job then succeeds (I2), e.g. "
-           "lookup seed 9721")
+           "lookup seed 1209")
 _UNRECORDED = ("issue 9 defect 7 on a backend without lookup by key: a job whose id never reached the ledger (lost "
                "submit answer, worker death or failed Variable write between submit and record) cannot be found, and "
                "_known_jobs takes one 404 for the recorded job as 'gone'; the next try submits beside it and the new "
