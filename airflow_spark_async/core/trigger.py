@@ -64,8 +64,11 @@ T = TypeVar("T")
 
 __all__ = ["LIVE_TASK_STATES", "SparkJobTrigger", "cancel_job", "submit_job", "watch_job"]
 
-#: task states in which a live try owns the job: ``on_kill`` leaves the job alone in them
-LIVE_TASK_STATES = frozenset({"deferred", "running"})
+#: task states in which a live try owns the job: ``on_kill`` leaves the job alone in them.
+#: ``scheduled``/``queued`` too: after a failover, another copy of this trigger may have fired and
+#: the task is on its way to resume on this very job (a new try after a clear has another key and
+#: cancels the old job itself)
+LIVE_TASK_STATES = frozenset({"deferred", "running", "scheduled", "queued"})
 #: seconds ``on_kill`` may spend reading the task's state, over several attempts (the first SDK
 #: call of a fresh triggerer was seen to take ~10 s) ...
 STATE_LOOKUP_BUDGET = 16.0

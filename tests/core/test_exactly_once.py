@@ -459,7 +459,7 @@ def _on_kill(trigger: SparkJobTrigger) -> None:
     asyncio.run(trigger.on_kill())
 
 
-@pytest.mark.parametrize("state", ["deferred", "running", None])
+@pytest.mark.parametrize("state", ["deferred", "running", "scheduled", "queued", None])
 def test_on_kill_never_cancels_a_job_a_live_try_or_another_triggerer_may_own(world: MemBackend,
                                                                             state: str | None) -> None:
     trigger = defer(op(), ctx())
@@ -474,7 +474,7 @@ def test_on_kill_never_cancels_a_job_a_live_try_or_another_triggerer_may_own(wor
     assert world.cancelled == []
 
 
-@pytest.mark.parametrize("state", ["failed", "success", "scheduled", "up_for_retry"])
+@pytest.mark.parametrize("state", ["failed", "success", "up_for_retry", "removed"])
 def test_on_kill_cancels_once_the_task_left_its_try(world: MemBackend, state: str) -> None:
     trigger = defer(op(), ctx())
     MemTrigger.task_state = state

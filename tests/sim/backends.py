@@ -214,10 +214,16 @@ class SimBackend(Backend):
 
     # -- the protocol ---------------------------------------------------------------------
 
-    async def submit(self, job: SparkJob, *, key: str, **_: Any) -> JobStatus:
+    async def submit(self, job: SparkJob, *, key: str, attempt: int | None = None) -> JobStatus:
         await self._before("submit")
-        existing = self.server.by_token.get(key) if self.idempotent_submit else None
+        # Like Databricks' idempotency_token and EMR Serverless' clientToken as the backends send
+        # them: one token per try (the core passes ``attempt``), so a resend within a try gets the
+        # same job back and a retry never gets an earlier try's.
+        token = f"{key}.{attempt}"
+        existing = self.server.by_token.get(token) if self.idempotent_submit else None
         created = existing or self.server.create(key)
+        if self.idempotent_submit:
+            self.server.by_token[token] = created
         try:
             await self._after("submit")
         except BaseException:

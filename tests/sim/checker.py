@@ -23,6 +23,17 @@ RACE_WINDOW = 0.0
 PACKAGE_FAILURE = "failed"
 
 
+#: marks a violation in the one window the docs admit (docs/concepts.md, "What each backend can
+#: guarantee"): on a backend that cannot look keys up, a job whose id never reached the ledger (a
+#: lost submit answer, a worker death or a failed Variable write between submit and record)
+UNRECORDABLE = "(the first one was never recorded: no lookup by key can find it)"
+
+
+def documented(violation: str) -> bool:
+    """Whether a violation is of the documented window only."""
+    return UNRECORDABLE in violation
+
+
 def check(world: World) -> None:
     end = world.now()
     for run in world.runs:
@@ -43,7 +54,7 @@ def _i1(world: World, run: DagRunModel, jobs: list[SimJob]) -> None:
             if overlap > RACE_WINDOW:
                 lost = " (the first one's submit answer was lost)" if first.answer_lost else ""
                 if not world.trigger_cls.backend_class.supports_find_by_key and not first.recorded:
-                    lost += " (the first one was never recorded: no lookup by key can find it)"
+                    lost += f" {UNRECORDABLE}"
                 world.violate("I1", f"jobs {first.job_id} ({first.key}) and {second.job_id} ({second.key}) of one "
                                     f"task instance ran together for {overlap:.0f}s{lost}")
 
@@ -118,8 +129,10 @@ def _i3(world: World, run: DagRunModel, jobs: list[SimJob], end: float) -> None:
             world.violate("I3", f"task ended ({ti.ended}) without any fault, but job {job.job_id} ({job.key}) "
                                 "was left running")
         elif not _recorded(world, run, job):
+            never = "" if world.trigger_cls.backend_class.supports_find_by_key or job.recorded else (
+                f" {UNRECORDABLE}")
             world.violate("I3", f"task ended ({ti.ended}) and job {job.job_id} ({job.key}) was left running "
-                                "with no record of it (no ledger entry, not findable by key)")
+                                f"with no record of it (no ledger entry, not findable by key){never}")
 
 
 def _i4(world: World, run: DagRunModel) -> None:
