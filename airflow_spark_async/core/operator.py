@@ -52,6 +52,9 @@ T = TypeVar("T")
 
 #: the deadline fires this many seconds (at most 10 % of the budget) before execution_timeout
 DEADLINE_MARGIN = 60.0
+#: how long past its deadline a job whose state cannot be read is still re-checked, before the task
+#: gives up on learning its outcome (it may have succeeded in time: I2)
+POST_DEADLINE_PATIENCE = 3600.0
 #: resends of a submit whose answer was lost, where the API deduplicates by token
 IDEMPOTENT_RESENDS = 3
 #: cancels of a job that could not be recorded, before recording it is tried once more
@@ -399,9 +402,10 @@ class SparkJobOperator(BaseOperator):
             # The job's state cannot be known from here either (still unreachable, a proxy's 404, a
             # refused token): it may run, or have succeeded, so failing now could report an error
             # for a success (I2) or orphan a running job (I3). Wait again, backing off further each
-            # time; past the deadline only ``error_budget`` more times, then give up with a timeout
-            # — cancelling first, keeping the record.
-            if ev.status is EventStatus.TIMEOUT and ev.recheck >= self.poll_policy.error_budget:
+            # time; past the deadline for ``POST_DEADLINE_PATIENCE`` and at least ``error_budget``
+            # more times, then give up with a timeout — cancelling first, keeping the record.
+            patience_over = clock.now() >= (ev.deadline or 0.0) + POST_DEADLINE_PATIENCE
+            if ev.status is EventStatus.TIMEOUT and ev.recheck >= self.poll_policy.error_budget and patience_over:
                 return self._timeout(context, ev, f"its state could not be read ({exc})")
             self.log.warning("Job %s could not be re-checked (%s); it may still run, so waiting again (%d)",
                              ev.job_id, exc, ev.recheck + 1)
