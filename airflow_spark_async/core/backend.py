@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_spark_async.core.errors import ConfigurationError
+from airflow_spark_async.core.errors import ConfigurationError, JobNotFoundError
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["Backend", "JobStatus"]
+__all__ = ["Backend", "JobStatus", "status_if_carrying"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,3 +144,24 @@ class Backend(abc.ABC):
     def links(self, job_id: str) -> dict[str, str]:
         """Pages about a job that can be built without asking the backend."""
         return {}
+
+
+async def status_if_carrying(
+    backend: Backend, job_id: str, key: str, what: str, *, require_key: bool = False
+) -> JobStatus | None:
+    """The job's status when it may be cancelled for ``key``, else ``None`` (logged): the backend no
+    longer knows the job, or the job carries another key — a server that reuses ids (Livy after a
+    restart without recovery) would otherwise have us cancel someone else's job. With
+    ``require_key`` a job that carries no key at all is not ours either.
+
+    For backends whose ``cancel`` takes ``key`` (the core passes it when it knows the key).
+    """
+    try:
+        status = await backend.status(job_id)
+    except JobNotFoundError as exc:
+        log.info("Nothing to cancel for %s: %s", what, exc)
+        return None
+    if status.key != key and (require_key or status.key is not None):
+        log.warning("Not cancelling %s: it carries the key %s, not %s", what, status.key, key)
+        return None
+    return status

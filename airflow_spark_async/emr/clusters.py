@@ -34,7 +34,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from airflow_spark_async.core.backend import JobStatus
+from airflow_spark_async.core.backend import JobStatus, status_if_carrying
 from airflow_spark_async.core.errors import ConfigurationError, JobNotFoundError, RequestRejected, ServerError
 from airflow_spark_async.core.keys import parse_key
 from airflow_spark_async.core.spec import SparkJob
@@ -250,15 +250,8 @@ class EmrClusterBackend(AwsBackend):
         With ``key``, the cluster's key tag is read first and a cluster tagged with another key is
         left alone (logged): a task only ever terminates the cluster it created.
         """
-        if key is not None:
-            try:
-                carried = (await self.status(job_id)).key
-            except JobNotFoundError as exc:
-                log.info("Nothing to terminate for cluster %s: %s", job_id, exc)
-                return
-            if carried is not None and carried != key:
-                log.warning("Not terminating cluster %s: it is tagged with the key %s, not %s", job_id, carried, key)
-                return
+        if key is not None and await status_if_carrying(self, job_id, key, f"cluster {job_id}") is None:
+            return
         await self.cancel_with_retries("terminate_job_flows", f"cluster {job_id}", JobFlowIds=[job_id])
 
     def links(self, job_id: str) -> dict[str, str]:

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from airflow_spark_async.core.backend import JobStatus
+from airflow_spark_async.core.backend import JobStatus, status_if_carrying
 from airflow_spark_async.core.errors import JobNotFoundError, RequestRejected, ServerError
 from airflow_spark_async.core.keys import parse_key
 from airflow_spark_async.core.spec import SparkJob
@@ -219,15 +219,8 @@ class EmrServerlessBackend(AwsBackend):
     async def cancel(self, job_id: str, *, key: str | None = None) -> None:
         """``CancelJobRun``; with ``key``, a run whose name carries another key is left alone (logged)."""
         ref = JobRunRef.parse(job_id)
-        if key is not None:
-            try:
-                carried = (await self.status(job_id)).key
-            except JobNotFoundError as exc:
-                log.info("Nothing to cancel for job run %s: %s", job_id, exc)
-                return
-            if carried is not None and carried != key:
-                log.warning("Not cancelling job run %s: it carries the key %s, not %s", job_id, carried, key)
-                return
+        if key is not None and await status_if_carrying(self, job_id, key, f"job run {job_id}") is None:
+            return
         await self.cancel_with_retries("cancel_job_run", f"job run {job_id}", applicationId=ref.application_id,
                                        jobRunId=ref.job_run_id)
 

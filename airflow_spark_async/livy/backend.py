@@ -34,7 +34,7 @@ import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_spark_async.core.backend import Backend, JobStatus
+from airflow_spark_async.core.backend import Backend, JobStatus, status_if_carrying
 from airflow_spark_async.core.errors import (
     ConnectionFailed,
     JobNotFoundError,
@@ -373,18 +373,9 @@ class LivyBackend(Backend):
         """
         batch_id = _batch_id(job_id)
         if key is not None:
-            try:
-                batch = await self.batch(batch_id)
-            except JobNotFoundError:
-                return
-            if batch.key != key:
-                log.warning(
-                    "Not cancelling Livy batch %s: it carries key %s, not %s (Livy restarted and reused the id; "
-                    "the batch of %s is gone)", batch_id, batch.key, key, key,
-                )
-                return
-            if BATCH_STATES.get(batch.state, JobState.PENDING).is_terminal:
-                return  # ended: nothing to stop, and its log stays readable
+            status = await status_if_carrying(self, job_id, key, f"Livy batch {batch_id}", require_key=True)
+            if status is None or status.is_terminal:
+                return  # not ours (a reused id), gone, or ended: nothing to stop, and its log stays readable
         await self._call("DELETE", f"/batches/{batch_id}", not_found_ok=True)
 
     async def logs(self, job_id: str, *, tail_lines: int) -> str | None:
