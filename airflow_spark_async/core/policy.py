@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.fields import from_known_fields
-from airflow_spark_async.core.http import cap_retry_after
+from airflow_spark_async.core.retry import backoff
 
 __all__ = ["PollPolicy"]
 
@@ -49,14 +49,12 @@ class PollPolicy:
     def backoff(self, errors: int, *, retry_after: float | None = None, rng: random.Random | None = None) -> float:
         """Delay before the next attempt after ``errors`` consecutive failures.
 
-        "Equal jitter": half the exponential delay is fixed, half random, so thousands of
-        triggers that failed together do not come back together. A server's ``Retry-After``
-        is a floor, never shortened by jitter — but it is validated and capped first (``inf``,
-        ``nan``, negative or a day are not a plan; see ``core.http.MAX_RETRY_AFTER``).
+        The package's one back-off rule, :func:`airflow_spark_async.core.retry.backoff`: "equal
+        jitter" (half the exponential delay fixed, half random, so thousands of triggers that
+        failed together do not come back together), and a server's ``Retry-After`` as a floor,
+        validated and capped first (see ``core.http.MAX_RETRY_AFTER``).
         """
-        ceiling = min(self.backoff_max, self.backoff_base * 2 ** max(0, min(errors, 64) - 1))
-        delay = ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
-        return max(delay, cap_retry_after(retry_after) or 0.0)
+        return backoff(errors, base=self.backoff_base, cap=self.backoff_max, retry_after=retry_after, rng=rng)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
