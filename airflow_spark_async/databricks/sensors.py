@@ -3,18 +3,15 @@ Databricks, or a ``wait_for_termination=False`` operator."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from typing import Any
-
-from airflow_spark_async.core.fields import Alias
 from airflow_spark_async.core.sensor import SparkJobSensor
+from airflow_spark_async.databricks.compat import OfficialSensorArguments
 from airflow_spark_async.databricks.hook import DEFAULT_CONN_ID
 from airflow_spark_async.databricks.triggers import DatabricksRunTrigger
 
 __all__ = ["DatabricksRunSensor"]
 
 
-class DatabricksRunSensor(SparkJobSensor):
+class DatabricksRunSensor(OfficialSensorArguments, SparkJobSensor):
     """Wait until a Databricks run ends; succeed if it ended in a target state.
 
     :param run_id: the run to wait for (templated), e.g.
@@ -32,34 +29,5 @@ class DatabricksRunSensor(SparkJobSensor):
 
     trigger_class = DatabricksRunTrigger
     default_conn_id = DEFAULT_CONN_ID
-    template_fields: Sequence[str] = ("run_id", "databricks_conn_id")
     ui_color = "#1CB1C2"
     ui_fgcolor = "#fff"
-
-    def __init__(
-        self,
-        *,
-        run_id: int | str,
-        databricks_conn_id: str = DEFAULT_CONN_ID,
-        target_states: Collection[str] | None = None,
-        failure_states: Collection[str] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            job_id=str(run_id),
-            conn_id=databricks_conn_id,
-            target_states=target_states,
-            failure_states=failure_states,
-            **kwargs,
-        )
-
-    # The core names them job_id/conn_id; these names are the templated ones users know.
-    @property
-    def run_id(self) -> str:
-        return self.job_id
-
-    @run_id.setter
-    def run_id(self, value: Any) -> None:
-        self.job_id = str(value)
-
-    databricks_conn_id = Alias("conn_id")
