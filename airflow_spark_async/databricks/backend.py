@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -40,10 +41,10 @@ from airflow_spark_async.core.errors import (
     JobNotFoundError,
     RequestRejected,
     ServerError,
-    TransientError,
 )
-from airflow_spark_async.core.fields import from_known_fields
-from airflow_spark_async.core.http import MAX_RETRY_AFTER, cap_retry_after, get_session, request_json
+from airflow_spark_async.core.http import MAX_RETRY_AFTER, get_session, request_json
+from airflow_spark_async.core.options import BackendOptions, option
+from airflow_spark_async.core.retry import Backoff, retry_call
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.databricks.hook import DatabricksSettings, SdkAuth
@@ -53,40 +54,27 @@ from airflow_spark_async.databricks.runs import Run, TaskRun, clean_text, merge_
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["OPTION_DEFAULTS", "DatabricksBackend", "DatabricksOptions"]
+__all__ = ["DatabricksBackend", "DatabricksOptions"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
-class DatabricksOptions:
+class DatabricksOptions(BackendOptions):
     """The backend options (JSON-safe, carried in trigger kwargs), checked at DAG parse time.
 
     :param retry_limit: retries of a submit, cancel or output request after a transient failure.
-    :param retry_delay: seconds before the first retry, doubled for each further one.
+    :param retry_delay: seconds before the first retry, doubled for each further one (not
+        jittered: the official provider's meaning of ``databricks_retry_delay``).
     :param api_version: the Jobs API version, ``2.2`` or ``2.1``.
     """
 
-    retry_limit: int = 3
-    retry_delay: float = 1.0
-    api_version: str = "2.2"
-
-    def __post_init__(self) -> None:
-        limit, delay = self.retry_limit, self.retry_delay
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigurationError(f"databricks_retry_limit must be an integer >= 1, got {limit!r}")
-        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay > 0:
-            raise ConfigurationError(f"databricks_retry_delay must be a number of seconds > 0, got {delay!r}")
-        if self.api_version not in ("2.1", "2.2"):
-            raise ConfigurationError(f"api_version must be '2.1' or '2.2', got {self.api_version!r}")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> DatabricksOptions:
-        return from_known_fields(cls, data, "Databricks backend options")
+    what: ClassVar[str] = "Databricks backend options"
+    retry_limit: int = option(3, ge=1)
+    retry_delay: float = option(1.0, gt=0)
+    api_version: str = option("2.2", choices=("2.1", "2.2"))
 
 
-#: the backend options and their defaults
-OPTION_DEFAULTS: dict[str, Any] = dataclasses.asdict(DatabricksOptions())
 #: runs/list page size: the API's maximum
 LIST_PAGE_SIZE = 25
 #: characters of error traces kept in a failure's diagnostics (the exception shows the last 4000)
@@ -105,15 +93,15 @@ class DatabricksBackend(Backend):
     idempotent_submit: ClassVar[bool] = False
 
     def __init__(self, settings: DatabricksSettings, options: Mapping[str, Any] | None = None) -> None:
-        opts = DatabricksOptions.from_dict(options)
+        opts = DatabricksOptions.from_options(options)
         self.settings = settings
         self.auth = SdkAuth(settings)
         self.retry_limit = opts.retry_limit
-        self.retry_delay = float(opts.retry_delay)
+        self.backoff = Backoff(base=opts.retry_delay, cap=MAX_RETRY_AFTER, jitter=False)
         self.api = f"{settings.host}/api/{opts.api_version}/jobs"
         from airflow_spark_async import __version__
 
-        self._user_agent = f"airflow-spark-async/{__version__}"
+        self.user_agent = f"airflow-spark-async/{__version__}"
 
     @classmethod
     async def from_connection(cls, conn: Connection, options: Mapping[str, Any]) -> DatabricksBackend:
@@ -121,7 +109,7 @@ class DatabricksBackend(Backend):
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> None:
-        DatabricksOptions.from_dict(options)
+        DatabricksOptions.from_options(options)
 
     @property
     def watch_key(self) -> str:
@@ -136,10 +124,8 @@ class DatabricksBackend(Backend):
 
     def retry_delay_for(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds before retry ``attempt`` of a submit, cancel or output request: ``retry_delay``
-        doubling, at least a server's ``Retry-After`` — validated and capped like every one
-        (``core.http.MAX_RETRY_AFTER``), so ``Retry-After: 86400`` or ``inf`` cannot park a task."""
-        backoff = self.retry_delay * 2 ** max(0, min(attempt, 32) - 1)
-        return min(max(backoff, cap_retry_after(retry_after) or 0.0), MAX_RETRY_AFTER)
+        doubling, at least a server's ``Retry-After`` — validated and capped like every one."""
+        return self.backoff.delay(attempt, retry_after)
 
     # -- transport -------------------------------------------------------------------------
 
@@ -157,18 +143,11 @@ class DatabricksBackend(Backend):
         Polls never retry here: the trigger's loop owns their back-off and error budget, and a
         429 must reach the watcher so every trigger sharing it slows down together.
         """
-        attempts = self.retry_limit + 1 if retry else 1
-        for attempt in range(1, attempts + 1):
-            try:
-                return await self._send(method, path, params=params, json_body=json_body)
-            except TransientError as exc:
-                if attempt >= attempts:
-                    raise
-                delay = self.retry_delay_for(attempt, exc.retry_after)
-                log.warning("Databricks %s %s failed (%s); retry %d/%d in %.1fs", method, path, exc, attempt,
-                            self.retry_limit, delay)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        send = functools.partial(self._send, method, path, params=params, json_body=json_body)
+        if not retry:
+            return await send()
+        return await retry_call(send, attempts=self.retry_limit + 1, what=f"Databricks {method} {path}",
+                                policy=self.backoff)
 
     async def _send(self, method: str, path: str, *, params: Mapping[str, Any] | None, json_body: Any) -> Any:
         session = get_session(self.settings.host)
@@ -177,7 +156,7 @@ class DatabricksBackend(Backend):
             auth, generation = await self.auth.headers()
             try:
                 return await request_json(session, method, f"{self.api}/{path}", params=query or None,
-                                          json_body=json_body, headers={**auth, "User-Agent": self._user_agent})
+                                          json_body=json_body, headers={**auth, "User-Agent": self.user_agent})
             except AuthError as exc:
                 if exc.status != 401 or refreshed:
                     raise
