@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.fields import from_known_fields
 
-__all__ = ["SparkJob"]
+__all__ = [
+    "EMR_SERVERLESS_DRIVER_ENV",
+    "EXECUTOR_ENV",
+    "FILE_FIELDS",
+    "K8S_DRIVER_ENV",
+    "RESOURCE_FIELDS",
+    "YARN_DRIVER_ENV",
+    "SparkJob",
+]
 
 #: resource fields and the Spark properties spark-submit sets for them
 RESOURCE_PROPERTIES = (
@@ -27,6 +35,27 @@ RESOURCE_PROPERTIES = (
     ("executor_cores", "spark.executor.cores"),
     ("num_executors", "spark.executor.instances"),
 )
+RESOURCE_FIELDS = tuple(field for field, _ in RESOURCE_PROPERTIES)
+#: the file lists, as spark-submit flags and as the properties those flags set
+FILE_FLAGS = (
+    ("jars", "--jars", "spark.jars"),
+    ("py_files", "--py-files", "spark.submit.pyFiles"),
+    ("files", "--files", "spark.files"),
+    ("archives", "--archives", "spark.archives"),
+)
+FILE_FIELDS = tuple(field for field, _, _ in FILE_FLAGS)
+#: every field that :meth:`SparkJob.spark_properties` maps, and its property (``env`` aside)
+SPARK_PROPERTIES = (
+    ("name", "spark.app.name"),
+    *RESOURCE_PROPERTIES,
+    *((field, prop) for field, _, prop in FILE_FLAGS),
+    ("packages", "spark.jars.packages"),
+)
+#: where the driver's environment goes: YARN cluster mode, Kubernetes, EMR Serverless; and the executors'
+YARN_DRIVER_ENV = "spark.yarn.appMasterEnv"
+K8S_DRIVER_ENV = "spark.kubernetes.driverEnv"
+EMR_SERVERLESS_DRIVER_ENV = "spark.emr-serverless.driverEnv"
+EXECUTOR_ENV = "spark.executorEnv"
 #: a size such as 512m or 2g, as Spark reads memory settings
 MEMORY_SIZE = re.compile(r"^\d+[kmgtp]?b?$", re.IGNORECASE)
 
@@ -107,6 +136,57 @@ class SparkJob:
     def resource_properties(self) -> dict[str, str]:
         """The driver and executor resources that are set, as Spark properties."""
         return {prop: str(value) for field, prop in RESOURCE_PROPERTIES if (value := getattr(self, field)) is not None}
+
+    def spark_properties(
+        self, *, exclude: Collection[str] = (), env_prefixes: Sequence[str] = ()
+    ) -> dict[str, str]:
+        """The job as Spark properties, the way spark-submit turns its options into them: the name
+        (``spark.app.name``), the resources (``spark.driver.memory`` …), the file lists
+        (``spark.jars``, ``spark.submit.pyFiles`` …), ``packages`` (``spark.jars.packages``) — then
+        :attr:`conf`, which wins over all of them (the user said so explicitly).
+
+        One mapping for every backend; each leaves out what its API has a field of its own for.
+
+        :param exclude: field names to leave out, e.g. ``RESOURCE_FIELDS`` where the request has
+            resource fields (Livy), ``"num_executors"`` where it sizes the cluster (Databricks).
+        :param env_prefixes: where :attr:`env` goes: each variable becomes ``<prefix>.<NAME>`` for each
+            prefix (``YARN_DRIVER_ENV``, ``K8S_DRIVER_ENV``, ``EXECUTOR_ENV`` …); none: not mapped.
+        """
+        props: dict[str, str] = {}
+        for field, prop in SPARK_PROPERTIES:
+            value = getattr(self, field)
+            if field in exclude or value is None or value == []:
+                continue
+            props[prop] = ",".join(value) if isinstance(value, list) else str(value)
+        for prefix in env_prefixes:
+            props.update({f"{prefix}.{name}": value for name, value in self.env.items()})
+        props.update(self.conf)
+        return props
+
+    def spark_submit_options(self, *, deploy_mode: str | None = None, env_prefixes: Sequence[str] = ()) -> list[str]:
+        """spark-submit's options for the job — ``--deploy-mode``, ``--class``, ``--name``, the file
+        flags, ``--packages``, then every other property as ``--conf k=v`` — without the application
+        and its arguments (EMR Serverless takes those apart: ``sparkSubmitParameters``)."""
+        options: list[str] = ["--deploy-mode", deploy_mode] if deploy_mode else []
+        if self.main_class:
+            options += ["--class", self.main_class]
+        if self.name and "spark.app.name" not in self.conf:
+            options += ["--name", self.name]
+        for field, flag, _ in FILE_FLAGS:
+            if values := getattr(self, field):
+                options += [flag, ",".join(values)]
+        if self.packages:
+            options += ["--packages", ",".join(self.packages)]
+        props = self.spark_properties(exclude=("name", *FILE_FIELDS, "packages"), env_prefixes=env_prefixes)
+        for prop, value in props.items():
+            options += ["--conf", f"{prop}={value}"]
+        return options
+
+    def spark_submit_args(self, *, deploy_mode: str | None = None, env_prefixes: Sequence[str] = ()) -> list[str]:
+        """The spark-submit command line after ``spark-submit``: :meth:`spark_submit_options`, the
+        application, its arguments (what EMR's ``command-runner.jar`` step runs)."""
+        return [*self.spark_submit_options(deploy_mode=deploy_mode, env_prefixes=env_prefixes), self.application,
+                *self.args]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; :meth:`from_dict` is its inverse."""
