@@ -95,7 +95,7 @@ class DatabricksBackend(Backend):
     def __init__(self, settings: DatabricksSettings, options: Mapping[str, Any] | None = None) -> None:
         opts = DatabricksOptions.from_options(options)
         self.settings = settings
-        self.auth = SdkAuth(settings)
+        self.auth = SdkAuth.of(settings)
         self.retry_limit = opts.retry_limit
         self.backoff = Backoff(base=opts.retry_delay, cap=MAX_RETRY_AFTER, jitter=False)
         self.api = f"{settings.host}/api/{opts.api_version}/jobs"

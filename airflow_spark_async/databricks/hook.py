@@ -32,11 +32,12 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow.sdk import BaseHook
 
 from airflow_spark_async.core.errors import AuthError, ConfigurationError, ConnectionFailed, ServerError
+from airflow_spark_async.core.options import parse_bool
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -68,10 +69,6 @@ SDK_HTTP_TIMEOUT = 30
 SDK_RETRY_TIMEOUT = 60
 #: salts credential digests (:attr:`DatabricksSettings.identity`); per process, never persisted
 _IDENTITY_SALT = os.urandom(16)
-
-
-def _flag(value: Any) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 def _workspace_url(conn: Connection, extra: Mapping[str, Any]) -> str:
@@ -135,7 +132,7 @@ class DatabricksSettings:
                 "use a personal access token, OAuth M2M (service_principal_oauth) or an Azure service principal "
                 "(azure_tenant_id) — see docs/databricks.md"
             )
-        if _flag(extra.get("service_principal_oauth", False)):
+        if parse_bool(extra.get("service_principal_oauth") or False, f"{where}: extra service_principal_oauth"):
             if not (login and password):
                 raise ConfigurationError(f"{where}: OAuth M2M needs the service principal's client id as login "
                                          "and its OAuth secret as password")
@@ -157,11 +154,6 @@ class DatabricksSettings:
         auth password) offline."""
         raw = json.dumps([self.auth_type, self.azure_ad_endpoint, dict(self.credentials)], sort_keys=True)
         return hashlib.sha256(_IDENTITY_SALT + raw.encode()).hexdigest()[:32]
-
-    @property
-    def static_headers(self) -> bool:
-        """PAT and basic headers never change, so they are built once."""
-        return self.auth_type in ("pat", "basic")
 
     def static_auth(self) -> dict[str, str] | None:
         """The headers of a PAT or basic auth — exactly what databricks-sdk's ``pat_auth`` and
@@ -247,19 +239,48 @@ def _auth_failure(exc: Exception) -> Exception:
     return ServerError(f"databricks-sdk could not get a token ({type(exc).__name__}: {text}); retrying")
 
 
-class _SharedConfig:
-    """The databricks-sdk ``Config`` of one workspace and set of credentials, shared by every
-    backend of this process: built once (its constructor probes host metadata and OIDC discovery),
-    rebuilt only after a 401. Blocking methods, called from threads; ``generation`` counts
-    rebuilds so that a burst of 401s from concurrent polls rebuilds once."""
+class SdkAuth:
+    """Auth headers for one workspace and set of credentials, from databricks-sdk, off the event loop.
 
-    def __init__(self, settings: DatabricksSettings) -> None:
+    The SDK is synchronous — ``Config()`` probes host metadata and OIDC discovery, ``authenticate()``
+    may fetch a token — so both run in a thread, and one ``Config`` per workspace and credentials
+    serves every backend of the process (:meth:`of`). Headers are reused for ``OAUTH_HEADERS_TTL``
+    (for ever for a PAT or basic auth); after a 401 the caller asks :meth:`refresh`, which rebuilds
+    the ``Config`` once however many concurrent polls saw the 401: ``generation`` counts rebuilds.
+    """
+
+    _shared: ClassVar[dict[str, SdkAuth]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def of(cls, settings: DatabricksSettings) -> SdkAuth:
+        """The process's one instance for ``settings``' workspace and credentials."""
+        with cls._shared_lock:
+            return cls._shared.setdefault(f"{settings.host}|{settings.identity}", cls(settings))
+
+    def __init__(self, settings: DatabricksSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.generation = 0
         self._config: Any = None
         self._lock = threading.Lock()
+        self._clock = clock
+        #: (headers, generation, fresh until): replaced whole, so threads never see half of it
+        self._cached: tuple[dict[str, str], int, float] | None = None
 
-    def headers(self) -> tuple[dict[str, str], int]:
+    async def headers(self) -> tuple[dict[str, str], int]:
+        """The headers and the generation of the credentials they come from (for :meth:`refresh`)."""
+        cached = self._cached
+        if cached is None or self._clock() >= cached[2]:
+            headers, generation = await _in_thread(self._authenticate)
+            ttl = float("inf") if self.settings.static_auth() is not None else OAUTH_HEADERS_TTL
+            self._cached = cached = (headers, generation, self._clock() + ttl)
+        return cached[0], cached[1]
+
+    async def refresh(self, stale_generation: int) -> None:
+        """New credentials, unless another caller already replaced those of ``stale_generation``."""
+        await _in_thread(self._rebuild, stale_generation)
+
+    def _authenticate(self) -> tuple[dict[str, str], int]:
         static = self.settings.static_auth()
         if static is not None:
             return static, self.generation
@@ -269,61 +290,21 @@ class _SharedConfig:
             config, generation = self._config, self.generation
         return dict(config.authenticate()), generation
 
-    def rebuild(self, stale_generation: int) -> None:
+    def _rebuild(self, stale_generation: int) -> None:
         with self._lock:
             if self.generation == stale_generation:
-                self._config = None if self.settings.static_headers else self.settings.build_config()
+                self._config = None if self.settings.static_auth() is not None else self.settings.build_config()
                 self.generation += 1
+                self._cached = None
 
 
-_SHARED: dict[str, _SharedConfig] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-def _shared_config(settings: DatabricksSettings) -> _SharedConfig:
-    key = f"{settings.host}|{settings.identity}"
-    with _SHARED_LOCK:
-        return _SHARED.setdefault(key, _SharedConfig(settings))
-
-
-class SdkAuth:
-    """Auth headers for one workspace, from databricks-sdk, produced off the event loop.
-
-    The SDK is synchronous — ``Config()`` does network I/O and ``authenticate()`` may fetch a
-    token — so both run in a thread. Headers are reused for ``OAUTH_HEADERS_TTL`` (for ever for a
-    PAT or basic auth); after a 401 the caller asks :meth:`refresh` for a new ``Config`` and
-    hence a new token.
-    """
-
-    def __init__(self, settings: DatabricksSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.settings = settings
-        self._shared = _shared_config(settings)
-        self._clock = clock
-        self._headers: dict[str, str] | None = None
-        self._generation = 0
-        self._fresh_until = 0.0
-
-    async def headers(self) -> tuple[dict[str, str], int]:
-        """The headers and the generation of the credentials they come from (for :meth:`refresh`)."""
-        if self._headers is None or self._clock() >= self._fresh_until:
-            headers, generation = await self._in_thread(self._shared.headers)
-            self._headers, self._generation = headers, generation
-            self._fresh_until = float("inf") if self.settings.static_headers else self._clock() + OAUTH_HEADERS_TTL
-        return self._headers, self._generation
-
-    async def refresh(self, stale_generation: int) -> None:
-        """New credentials, unless another caller already replaced those of ``stale_generation``."""
-        await self._in_thread(self._shared.rebuild, stale_generation)
-        self._headers = None
-
-    @staticmethod
-    async def _in_thread(func: Callable[..., _T], *args: Any) -> _T:
-        try:
-            return await asyncio.to_thread(func, *args)
-        except (asyncio.CancelledError, ConfigurationError):
-            raise
-        except Exception as exc:
-            raise _auth_failure(exc) from exc
+async def _in_thread(func: Callable[..., _T], *args: Any) -> _T:
+    try:
+        return await asyncio.to_thread(func, *args)
+    except (asyncio.CancelledError, ConfigurationError):
+        raise
+    except Exception as exc:
+        raise _auth_failure(exc) from exc
 
 
 class DatabricksAsyncHook(BaseHook):

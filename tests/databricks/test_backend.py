@@ -416,3 +416,12 @@ def test_pat_and_basic_headers_are_exactly_what_databricks_sdk_builds(server: Da
     conn = Connection(conn_id=conn_id, **json.loads(os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"]))
     settings = DatabricksSettings.from_connection(conn)
     assert settings.static_auth() == settings.build_config().authenticate()
+
+
+def test_a_service_principal_oauth_flag_that_is_neither_true_nor_false_is_refused(server: DatabricksServer) -> None:
+    """It used to fall back to basic auth silently, sending the client secret as a password."""
+    conn_id = connection(server, "oauth", extra={"service_principal_oauth": "sometimes"})
+
+    with pytest.raises(ConfigurationError, match="service_principal_oauth must be true or false"):
+        run(lambda: _status(conn_id, "1"))
+    assert server.count("GET", "/runs/get") == 0
