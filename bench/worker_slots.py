@@ -4,7 +4,7 @@ A real Airflow (scheduler, dag-processor, triggerer, api-server, LocalExecutor w
 ``parallelism=2``; :class:`tests.e2e.airflow_stack.AirflowStack`) runs the example DAGs
 ``spark_standalone_fan_out`` (``deferrable=True``) and ``spark_standalone_fan_out_blocking``
 (``deferrable=False``) on a local Spark standalone cluster started from pyspark
-(:class:`~airflow_spark_async.standalone.local_cluster.LocalSparkCluster`, one core per driver).
+(:class:`~airflow_spark_async_devtools.local_cluster.LocalSparkCluster`, one core per driver).
 
 Reported per DAG: the makespan (the dag run's start to end, from the REST API) and the
 worker-slot-seconds — the sum over task instances of the time they spent ``running``, i.e.
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = RESULTS / "worker_slots.json"
     if not args.report_only:
-        from airflow_spark_async.standalone.local_cluster import LocalSparkCluster
+        from airflow_spark_async_devtools.local_cluster import LocalSparkCluster
         from tests.conftest import standalone_conn_json
         from tests.e2e.airflow_stack import AirflowStack
 

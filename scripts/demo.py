@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from airflow_spark_async.standalone.local_cluster import LocalSparkCluster  # noqa: E402
+from airflow_spark_async_devtools.local_cluster import LocalSparkCluster  # noqa: E402
 from tests.e2e.airflow_stack import AirflowStack  # noqa: E402
 
 DAG_ID = "spark_standalone_sum_of_squares"

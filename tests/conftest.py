@@ -22,7 +22,7 @@ APPS = Path(__file__).parent / "apps"
 
 @pytest.fixture(scope="session")
 def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from airflow_spark_async.standalone.local_cluster import LocalSparkCluster
+    from airflow_spark_async_devtools.local_cluster import LocalSparkCluster
 
     cluster = LocalSparkCluster.with_free_ports(tmp_path_factory.mktemp("spark-cluster"), worker_cores=12,
                                                 worker_memory="12g")

@@ -115,12 +115,8 @@ def spark_job_body(
                 "wheel, or import it from a workspace file"
             )
         libs.append({kind: path})
-    conf = dict(job.conf)
-    # num_executors sizes the cluster (num_workers below), not a Spark property here
-    conf.update({k: v for k, v in job.resource_properties().items() if k != "spark.executor.instances"})
-    for field, prop in (("files", "spark.files"), ("archives", "spark.archives")):
-        if values := getattr(job, field):
-            conf[prop] = ",".join(values)
+    # the run has a name, libraries and a cluster size of its own; the rest are Spark properties
+    conf = job.spark_properties(exclude=("name", "num_executors", "jars", "py_files", "packages"))
     if new_cluster is not None:
         cluster = copy.deepcopy(dict(new_cluster))
         if conf:

@@ -1,70 +1,8 @@
-"""Start and stop a throw-away Spark standalone cluster on 127.0.0.1 from the ``pyspark`` wheel.
-
-This is a development helper for laptops and CI, **not** a cluster manager: one master and one worker,
-both on loopback, both JVMs started from the jars that ship inside the installed ``pyspark`` package, so
-the cluster always runs exactly the Spark version the tests import.  It exists so that the standalone
-REST backend of this provider can be exercised end to end (submit / poll / kill a real driver) without
-Docker or a Spark download.
-
-.. warning::
-
-   The master's REST submission server (``spark.master.rest.enabled``) accepts **unauthenticated**
-   submissions: anyone who can reach its port can run arbitrary code as the user that started the
-   cluster.  This helper therefore binds every daemon to ``127.0.0.1`` and offers no way to change
-   that.  Never expose the REST port (or any port of this cluster) beyond loopback; a real deployment
-   needs ``spark.master.rest.filters=org.apache.spark.ui.JWSFilter`` with a secret, TLS and a firewall.
-
-Usage from the shell::
-
-    python -m airflow_spark_async.standalone.local_cluster start  [--workdir DIR] [--master-port 7077]
-        [--rest-port 6066] [--ui-port 8080] [--worker-ui-port 8081] [--worker-cores 2] [--worker-memory 2g]
-    python -m airflow_spark_async.standalone.local_cluster status [--workdir DIR] [--json]
-    python -m airflow_spark_async.standalone.local_cluster stop   [--workdir DIR]
-
-and from Python::
-
-    with LocalSparkCluster(workdir=tmp_path) as cluster:
-        submit_to(cluster.rest_url, master=cluster.master_url)
-
-How it works, and why:
-
-* ``pyspark`` ships ``bin/spark-class`` but not ``sbin/start-master.sh``, so both daemons are started
-  with ``spark-class <MainClass>`` directly, each in its own session/process group
-  (``start_new_session``) so that a terminal's Ctrl-C does not take them down after ``start`` returned,
-  and so that ``stop`` can signal a whole group.
-* Spark options reach the daemons through ``SPARK_MASTER_OPTS`` and ``SPARK_DAEMON_JAVA_OPTS`` (read
-  by ``spark-class``'s launcher; the user's own values of those and of ``SPARK_WORKER_*`` are cleared).
-  ``spark.port.maxRetries=0`` makes a port taken between our free-port check and the JVM's bind a hard
-  error instead of Spark silently moving the UI to the next port.
-* ``SPARK_CONF_DIR`` points at an empty ``<workdir>/conf`` so a stray ``spark-env.sh`` or
-  ``spark-defaults.conf`` of the machine cannot change the cluster; ``SPARK_LOCAL_DIRS`` points into the
-  workdir so shuffle/scratch files do not pile up in ``/tmp``.
-* ``PYSPARK_PYTHON`` is set to the interpreter running this module (by default) in the worker's
-  environment, and ``PYSPARK_DRIVER_PYTHON`` is removed from it.  Drivers and executors are child
-  processes of the worker and inherit that environment, so cluster-mode PySpark drivers and their
-  executors run with the same virtualenv as the tests.  A submission can still choose another
-  interpreter; for the driver, Spark's ``PythonRunner`` takes the first of ``spark.pyspark.driver.python``,
-  ``spark.pyspark.python``, ``PYSPARK_DRIVER_PYTHON``, ``PYSPARK_PYTHON`` (the submission's
-  ``environmentVariables`` override the worker's environment).  A leftover ``PYSPARK_DRIVER_PYTHON``
-  (e.g. ``jupyter``) in the shell would otherwise win over all of that, hence its removal.
-* Every process of the cluster carries a random cluster id, both as a ``-D`` property on the daemons'
-  command lines and as an environment variable inherited by drivers, executors and their Python
-  children.  ``stop`` uses it to find *all* of them, including the Python process of a killed
-  cluster-mode driver, which Spark leaves orphaned (re-parented to init) when the worker kills the
-  driver JVM.  Pid files alone cannot find those, and a bare pid could have been reused by now.
-
-Files in the workdir (default ``$TMPDIR/airflow-spark-async-cluster`` or
-``$AIRFLOW_SPARK_ASYNC_CLUSTER_DIR``, see :data:`DEFAULT_WORKDIR`): ``cluster.json`` (ports, cluster id,
-versions), ``master.pid``, ``worker.pid``, ``master.log``, ``worker.log``, ``conf/``, ``local/`` and
-``work/`` -- the worker's work dir, where each cluster-mode driver gets ``work/<driver-id>/stdout`` (the
-Python app's stdout *and* stderr) and ``work/<driver-id>/stderr`` (the driver JVM's log4j output).
-
-POSIX only (``spark-class`` is a bash script); needs Java 17+ on ``JAVA_HOME`` or ``PATH``.
-"""
+"""The local cluster itself: one master and one worker JVM from the ``pyspark`` wheel, started,
+inspected and stopped through the files of a workdir (see the package docstring for why it works so)."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import importlib.metadata
@@ -74,13 +12,10 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -91,34 +26,27 @@ from typing import Any
 import psutil
 
 from airflow_spark_async.core.spec import MEMORY_SIZE
+from airflow_spark_async_devtools.local_cluster.network import HOST, free_ports, port_in_use, probe_master, probe_rest
+from airflow_spark_async_devtools.local_cluster.processes import (
+    MARKER_ENV,
+    MARKER_PROP,
+    cluster_processes,
+    signal_group,
+    signal_process,
+    wait_gone,
+)
 
-__all__ = [
-    "DEFAULT_WORKDIR",
-    "HOST",
-    "ClusterStatus",
-    "LocalClusterError",
-    "LocalSparkCluster",
-    "PortInUseError",
-    "main",
-]
+__all__ = ["DEFAULT_WORKDIR", "ClusterStatus", "LocalClusterError", "LocalSparkCluster", "PortInUseError"]
 
 log = logging.getLogger(__name__)
 
-#: Every daemon binds here; deliberately not configurable (see the module warning).
-HOST = "127.0.0.1"
-
 #: Used when no workdir is given; override per call or with ``AIRFLOW_SPARK_ASYNC_CLUSTER_DIR``.
 DEFAULT_WORKDIR = Path(
-    os.environ.get("AIRFLOW_SPARK_ASYNC_CLUSTER_DIR")
-    or Path(tempfile.gettempdir()) / "airflow-spark-async-cluster"
+    os.environ.get("AIRFLOW_SPARK_ASYNC_CLUSTER_DIR") or Path(tempfile.gettempdir()) / "airflow-spark-async-cluster"
 )
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
-
-# The tag that lets ``stop`` recognise every process of one cluster (see module docstring).
-_MARKER_ENV = "AIRFLOW_SPARK_ASYNC_CLUSTER_ID"
-_MARKER_PROP = "airflow.spark.async.cluster.id"
 
 # Environment variables that would make the daemons deviate from what this helper promises
 # (other ports, other host names, other config dirs, a half-configured PySpark gateway...).
@@ -249,9 +177,7 @@ class LocalSparkCluster:
         if self.worker_cores < 1:
             raise LocalClusterError(f"worker_cores must be >= 1, got {self.worker_cores}")
         if not MEMORY_SIZE.match(self.worker_memory):
-            raise LocalClusterError(
-                f"worker_memory must look like '2g' or '512m', got {self.worker_memory!r}"
-            )
+            raise LocalClusterError(f"worker_memory must look like '2g' or '512m', got {self.worker_memory!r}")
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -262,7 +188,7 @@ class LocalSparkCluster:
         There is an unavoidable race between picking a port and the JVM binding it; the daemons run
         with ``spark.port.maxRetries=0`` so a lost race fails loudly instead of shifting ports.
         """
-        master_port, rest_port, ui_port, worker_ui_port = _free_ports(4)
+        master_port, rest_port, ui_port, worker_ui_port = free_ports(4)
         return cls(
             workdir=Path(workdir),
             master_port=master_port,
@@ -375,15 +301,13 @@ class LocalSparkCluster:
             )
         cluster_id = str(state.get("cluster_id", ""))
         pids = {role: self._live_pid(role, cluster_id) for role in _ROLES}
-        ports = {
-            key: int(state.get(key, getattr(self, key))) for key in ("master_port", "rest_port", "ui_port")
-        }
+        ports = {key: int(state.get(key, getattr(self, key))) for key in ("master_port", "rest_port", "ui_port")}
         worker_ui_port = int(state.get("worker_ui_port", self.worker_ui_port))
         problems = [f"{role} process is not running" for role, pid in pids.items() if pid is None]
         master_state, alive_workers, rest_ready = None, 0, False
         if pids["master"] is not None:
-            master_state, alive_workers = _probe_master(ports["ui_port"], worker_ui_port)
-            rest_ready = _probe_rest(ports["rest_port"])
+            master_state, alive_workers = probe_master(ports["ui_port"], worker_ui_port)
+            rest_ready = probe_rest(ports["rest_port"])
             if master_state != "ALIVE":
                 problems.append(f"master state is {master_state or 'unknown (web UI not answering)'}")
             if alive_workers < 1:
@@ -469,9 +393,7 @@ class LocalSparkCluster:
             )
             # Start the worker only once the master listens: a worker that misses the master backs off
             # for up to ~10 s before its next registration attempt.
-            self._wait_for(
-                deadline, "master to become ALIVE", lambda: _probe_master(self.ui_port)[0] == "ALIVE"
-            )
+            self._wait_for(deadline, "master to become ALIVE", lambda: probe_master(self.ui_port)[0] == "ALIVE")
             self._spawn(
                 "worker",
                 [
@@ -502,7 +424,7 @@ class LocalSparkCluster:
 
     def _daemon_env(self, spark_home: Path, cluster_id: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
-        common_opts = f"-Dspark.port.maxRetries=0 -D{_MARKER_PROP}={cluster_id}"
+        common_opts = f"-Dspark.port.maxRetries=0 -D{MARKER_PROP}={cluster_id}"
         env.update(
             {
                 "SPARK_HOME": str(spark_home),
@@ -515,7 +437,7 @@ class LocalSparkCluster:
                     f"-Dspark.master.rest.host={HOST} -Dspark.master.rest.port={self.rest_port}"
                 ),
                 "PYSPARK_PYTHON": self.python,
-                _MARKER_ENV: cluster_id,
+                MARKER_ENV: cluster_id,
             }
         )
         return env
@@ -556,9 +478,7 @@ class LocalSparkCluster:
         )
         return result[0]
 
-    def _wait_for(
-        self, deadline: float, what: str, predicate: Callable[[], bool], *, check_procs: bool = True
-    ) -> None:
+    def _wait_for(self, deadline: float, what: str, predicate: Callable[[], bool], *, check_procs: bool = True) -> None:
         while True:
             if predicate():
                 return
@@ -583,7 +503,7 @@ class LocalSparkCluster:
             (self.worker_ui_port, "worker web UI", "--worker-ui-port / worker_ui_port"),
         )
         for port, purpose, option in wanted:
-            if _port_in_use(port):
+            if port_in_use(port):
                 raise PortInUseError(port, purpose, option)
 
     def _check_same_config(self) -> None:
@@ -633,24 +553,24 @@ class LocalSparkCluster:
         #    group leaders), which also reaches driver Python processes that lost their parent.
         for role in ("worker", "master"):
             if role in leaders:
-                _signal_group(leaders[role], signal.SIGTERM)
-                _wait_gone([leaders[role]], min(deadline, time.monotonic() + self.stop_timeout / 2))
+                signal_group(leaders[role], signal.SIGTERM)
+                wait_gone([leaders[role]], min(deadline, time.monotonic() + self.stop_timeout / 2))
 
         # 3. Anything else still carrying the cluster id (e.g. a driver's orphaned Python process),
         #    SIGKILL for whatever outlives the timeout.
         leftovers: list[psutil.Process] = []
         if cluster_id:
-            rest = _cluster_processes(cluster_id) + list(leaders.values())
+            rest = cluster_processes(cluster_id) + list(leaders.values())
             anything = anything or bool(rest)
             for proc in rest:
-                _signal(proc, signal.SIGTERM)
-            for proc in _wait_gone(rest, deadline):
+                signal_process(proc, signal.SIGTERM)
+            for proc in wait_gone(rest, deadline):
                 log.warning("pid %s ignored SIGTERM for %.0fs; sending SIGKILL", proc.pid, self.stop_timeout)
-                _signal(proc, signal.SIGKILL)
-            leftovers = _wait_gone(_cluster_processes(cluster_id), time.monotonic() + 5)
+                signal_process(proc, signal.SIGKILL)
+            leftovers = wait_gone(cluster_processes(cluster_id), time.monotonic() + 5)
         elif leaders:  # no cluster id (cannot normally happen): at least do not leave our own daemons
-            for proc in _wait_gone(list(leaders.values()), deadline):
-                _signal_group(proc, signal.SIGKILL)
+            for proc in wait_gone(list(leaders.values()), deadline):
+                signal_group(proc, signal.SIGKILL)
 
         for popen in self._procs.values():  # reap our own children so no zombies linger
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -690,7 +610,7 @@ class LocalSparkCluster:
         own = self._procs.get(role)
         if own is not None and own.pid == pid:
             return pid  # still in spark-class's bash phase, before the -D marker exists
-        return pid if cluster_id and f"-D{_MARKER_PROP}={cluster_id}" in cmdline else None
+        return pid if cluster_id and f"-D{MARKER_PROP}={cluster_id}" in cmdline else None
 
     def _log_tails(self, lines: int = 30) -> str:
         parts = []
@@ -747,236 +667,3 @@ def _find_java() -> str:
     if not found:
         raise LocalClusterError("Java not found: install a JDK 17+ or set JAVA_HOME")
     return found
-
-
-def _port_in_use(port: int) -> bool:
-    """True if something listens on, or holds, ``HOST:port``.
-
-    Both checks, because a bind test alone misses a wildcard listener on macOS (BSD lets a specific
-    address bind next to ``0.0.0.0`` with SO_REUSEADDR, as the JVM does) and a connect test alone
-    misses a bound-but-not-listening socket.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        if sock.connect_ex((HOST, port)) == 0:
-            return True
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return True
-    return False
-
-
-def _free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((HOST, 0))
-            socks.append(sock)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def _http_json(url: str, timeout: float = 2.0) -> tuple[int, dict[str, Any] | None]:
-    """GET ``url``; (status, parsed JSON body or None).  (0, None) when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # only fixed http://127.0.0.1 URLs
-            status, body = resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        status, body = err.code, err.read()
-    except (OSError, ValueError):
-        return 0, None
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return status, None
-    return status, data if isinstance(data, dict) else None
-
-
-def _probe_master(ui_port: int, worker_ui_port: int | None = None) -> tuple[str | None, int]:
-    """(master ``status`` from ``/json/``, number of ALIVE workers [with the given UI port])."""
-    _, data = _http_json(f"http://{HOST}:{ui_port}/json/")
-    if not data:
-        return None, 0
-    workers = [w for w in data.get("workers", []) if isinstance(w, dict) and w.get("state") == "ALIVE"]
-    if worker_ui_port is not None:
-        workers = [w for w in workers if str(w.get("webuiaddress", "")).endswith(f":{worker_ui_port}")]
-    return data.get("status"), len(workers)
-
-
-def _probe_rest(rest_port: int) -> bool:
-    """Whether the REST server answers; ``readyz`` exists from Spark 4.0 (400 before: still up)."""
-    status, data = _http_json(f"http://{HOST}:{rest_port}/v1/submissions/readyz")
-    if status == 200:
-        return bool(data and data.get("success", True))
-    return status == 400 and data is not None and data.get("action") == "ErrorResponse"
-
-
-def _alive(proc: psutil.Process) -> bool:
-    """Running and not a zombie; ``is_running`` also notices when the pid was reused meanwhile."""
-    try:
-        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _signal(proc: psutil.Process, sig: signal.Signals) -> None:
-    # psutil refuses to signal a pid that now belongs to another process.
-    with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-        proc.send_signal(sig)
-
-
-def _signal_group(proc: psutil.Process, sig: signal.Signals) -> None:
-    """Signal the process group led by ``proc`` (only ``proc`` if it leads no group)."""
-    try:
-        pgid = os.getpgid(proc.pid)
-    except ProcessLookupError:
-        return
-    if pgid != proc.pid or not _alive(proc):
-        _signal(proc, sig)
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _wait_gone(procs: list[psutil.Process], deadline: float) -> list[psutil.Process]:
-    """Wait until ``procs`` are gone (reaping our own children); return the survivors.
-
-    Zombies count as gone: where PID 1 does not reap (some containers) they would never disappear.
-    """
-    remaining = list(procs)
-    while True:
-        for proc in remaining:
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(proc.pid, os.WNOHANG)  # reaps it if it is our child, else raises
-        remaining = [proc for proc in remaining if _alive(proc)]
-        if not remaining or time.monotonic() >= deadline:
-            return remaining
-        time.sleep(0.1)
-
-
-def _cluster_processes(cluster_id: str) -> list[psutil.Process]:
-    """Every live process of the current user tagged with ``cluster_id`` (env var or ``-D`` marker)."""
-    me = os.getuid()
-    marker = f"-D{_MARKER_PROP}={cluster_id}"
-    found: dict[int, psutil.Process] = {}
-    for proc in psutil.process_iter(["pid", "uids", "cmdline", "status"]):
-        info = proc.info
-        if info["pid"] == os.getpid() or info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        if info["uids"] is None or info["uids"].real != me:
-            continue
-        try:
-            tagged = marker in (info["cmdline"] or []) or proc.environ().get(_MARKER_ENV) == cluster_id
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-        if tagged:
-            found[proc.pid] = proc
-            with contextlib.suppress(psutil.Error):
-                for child in proc.children(recursive=True):
-                    found.setdefault(child.pid, child)
-    return list(found.values())
-
-
-# ---------------------------------------------------------------------- CLI
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--workdir",
-        type=Path,
-        default=DEFAULT_WORKDIR,
-        help=f"pid files, logs, driver work dirs (default: {DEFAULT_WORKDIR})",
-    )
-    # Port/size options default to None so that a cluster recorded in the workdir keeps its settings;
-    # the effective defaults are the dataclass defaults shown in the help.
-    common.add_argument("--master-port", type=int, help="master RPC port (default 7077)")
-    common.add_argument("--rest-port", type=int, help="REST submission port (default 6066)")
-    common.add_argument("--ui-port", type=int, help="master web UI port (default 8080)")
-    common.add_argument("--worker-ui-port", type=int, help="worker web UI port (default 8081)")
-    common.add_argument(
-        "--worker-cores",
-        type=int,
-        help="cores the worker offers; each cluster-mode driver takes 1 (default 2)",
-    )
-    common.add_argument("--worker-memory", help="memory the worker offers (default 2g)")
-    common.add_argument("--timeout", type=float, help="seconds to wait for start (default 120)")
-    common.add_argument("--json", action="store_true", help="print the status as JSON")
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-
-    parser = argparse.ArgumentParser(
-        prog="python -m airflow_spark_async.standalone.local_cluster",
-        description="Start/stop a local Spark standalone cluster (loopback only, unauthenticated REST!).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("start", parents=[common], help="start (or report the already running) cluster")
-    sub.add_parser("stop", parents=[common], help="stop the cluster and every driver it runs")
-    sub.add_parser("status", parents=[common], help="exit 0 if healthy, 1 otherwise")
-    return parser
-
-
-def _print_status(status: ClusterStatus, as_json: bool, headline: str) -> None:
-    if as_json:
-        print(json.dumps(status.to_dict(), indent=2))
-        return
-    print(headline)
-    if status.running:
-        print(f"  master     {status.master_url}  (pid {status.master_pid}, state {status.master_state})")
-        print(f"  REST       {status.rest_url}  (ready: {status.rest_ready})")
-        print(f"  master UI  {status.ui_url}")
-        workers = f"pid {status.worker_pid}, alive workers {status.alive_workers}"
-        print(f"  worker UI  {status.worker_ui_url}  ({workers})")
-        print(f"  spark      {status.spark_version}")
-    print(f"  workdir    {status.workdir}  (master.log, worker.log, work/<driver-id>/stdout|stderr)")
-    for problem in status.problems:
-        print(f"  problem:   {problem}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the process exit code."""
-    args = _build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
-    try:
-        cluster = LocalSparkCluster.from_workdir(
-            args.workdir,
-            master_port=args.master_port,
-            rest_port=args.rest_port,
-            ui_port=args.ui_port,
-            worker_ui_port=args.worker_ui_port,
-            worker_cores=args.worker_cores,
-            worker_memory=args.worker_memory,
-            startup_timeout=args.timeout,
-        )
-        if args.command == "start":
-            began = time.monotonic()
-            status = cluster.start()
-            headline = (
-                "Spark standalone cluster already running"
-                if status.already_running
-                else f"Spark standalone cluster started in {time.monotonic() - began:.1f}s"
-            )
-            _print_status(status, args.json, headline)
-            return 0
-        if args.command == "stop":
-            stopped = cluster.stop()
-            print("stopped" if stopped else f"nothing was running in {cluster.workdir}")
-            return 0
-        status = cluster.status()
-        headline = (
-            "healthy" if status.healthy else ("running but unhealthy" if status.running else "not running")
-        )
-        _print_status(status, args.json, f"Spark standalone cluster {headline}")
-        return 0 if status.healthy else 1
-    except LocalClusterError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

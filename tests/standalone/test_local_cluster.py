@@ -24,7 +24,7 @@ import pytest
 
 pytest.importorskip("pyspark")
 
-from airflow_spark_async.standalone.local_cluster import (
+from airflow_spark_async_devtools.local_cluster import (
     HOST,
     LocalClusterError,
     LocalSparkCluster,
