@@ -1,5 +1,5 @@
-"""Trigger for Livy batches. Its class path, ``airflow_spark_async.livy.triggers.LivyBatchTrigger``,
-is stored in Airflow's database: never move it without leaving an alias behind."""
+"""The Livy trigger. Its class path, ``airflow_spark_async.livy.triggers.LivyBatchTrigger``, is stored
+in Airflow's database: never move it without leaving an alias behind."""
 
 from __future__ import annotations
 
@@ -10,10 +10,7 @@ __all__ = ["LivyBatchTrigger"]
 
 
 class LivyBatchTrigger(SparkJobTrigger):
-    """Watch one Livy batch until it ends (see ``SparkJobTrigger``).
-
-    Unlike the official ``LivyTrigger``, the backend options in its kwargs carry the endpoint prefix,
-    the auth type and the extra options, so the triggerer talks to Livy exactly as the worker did.
-    """
+    """Watch one Livy batch until it ends. Unlike the official ``LivyTrigger``, its backend options
+    carry the endpoint prefix and auth type, so the triggerer talks to Livy as the worker did."""
 
     backend_class = LivyBackend

@@ -10,25 +10,26 @@ import pytest
 
 from airflow_spark_async.core.errors import JobNotFoundError
 from airflow_spark_async.core.keys import job_key
+from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.core.trigger import watch_job
-from airflow_spark_async.livy.backend import BATCH_STATES, LivyJob, batch_name, build_batch_request
+from airflow_spark_async.livy.backend import BATCH_STATES, LivyBatchRequest, batch_name
 from airflow_spark_async.livy.triggers import LivyBatchTrigger
 from tests.conformance.harness import run_trigger
 from tests.livy.conftest import CONN, backend, run
 from tests.servers.fault_proxy import Fault, FaultProxy
 from tests.servers.livy_server import LivyServer, Step
 
-JOB = LivyJob(application="file:///apps/job.py", name="job")
+JOB = LivyBatchRequest(SparkJob(application="file:///apps/job.py", name="job"))
 WANTED = job_key("d", "wanted", "r")
 NEXT = job_key("d", "next", "r")
 
 
-def submit(key: str, job: LivyJob = JOB) -> str:
+def submit(key: str, job: LivyBatchRequest = JOB) -> str:
     return run(lambda: _submit(key, job))
 
 
-async def _submit(key: str, job: LivyJob) -> str:
+async def _submit(key: str, job: LivyBatchRequest) -> str:
     return (await (await backend()).submit(job, key=key)).job_id
 
 
@@ -281,7 +282,7 @@ def test_cancel_deletes_the_batch_and_tolerates_one_livy_forgot(livy: LivyServer
 
 
 def test_the_request_body_maps_every_field_livy_knows() -> None:
-    job = LivyJob(
+    job = SparkJob(
         application="s3://bucket/app.jar",
         main_class="com.example.Main",
         args=["--day", "2024-01-01"],
@@ -297,10 +298,8 @@ def test_the_request_body_maps_every_field_livy_knows() -> None:
         executor_cores=2,
         num_executors=3,
         env={"MODE": "prod"},
-        queue="etl",
-        proxy_user="alice",
     )
-    body = build_batch_request(job, name="n-asa-k")
+    body = LivyBatchRequest(job, queue="etl", proxy_user="alice").body("n-asa-k")
     assert body == {
         "file": "s3://bucket/app.jar",
         "name": "n-asa-k",

@@ -13,7 +13,8 @@ import requests.auth
 from airflow.sdk import Connection
 
 from airflow_spark_async.core.errors import AuthError, ConfigurationError, ConnectionFailed
-from airflow_spark_async.livy.backend import LivyJob
+from airflow_spark_async.core.spec import SparkJob
+from airflow_spark_async.livy.backend import LivyBatchRequest
 from airflow_spark_async.livy.hook import LivyOptions, LivySettings, auth_type_name
 from airflow_spark_async.livy.operators import LivyBatchOperator
 from airflow_spark_async.livy.sensors import LivyBatchSensor
@@ -27,12 +28,13 @@ KNOX_PREFIX = "/gateway/default/livy/v1"
 
 def settings(options: dict | None = None, **fields: object) -> LivySettings:
     conn = Connection(conn_id="c", conn_type="livy", **{"host": "livy.example.com", **fields})  # type: ignore[arg-type]
-    return LivySettings.from_connection(conn, LivyOptions.from_dict(options))
+    return LivySettings.from_connection(conn, LivyOptions.from_options(options))
 
 
 def submit(key: str = "asa-conn") -> str:
     async def go() -> str:
-        return (await (await backend()).submit(LivyJob(application="/a.py", name="n"), key=key)).job_id
+        request = LivyBatchRequest(SparkJob(application="/a.py", name="n"))
+        return (await (await backend()).submit(request, key=key)).job_id
 
     return run(go)
 

@@ -16,14 +16,15 @@ import pytest
 from airflow_spark_async.core.backend import JobStatus
 from airflow_spark_async.core.errors import JobNotFoundError
 from airflow_spark_async.core.keys import job_key, parse_key
+from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.core.watcher import get_watcher
-from airflow_spark_async.livy.backend import LivyJob, batch_name
+from airflow_spark_async.livy.backend import LivyBatchRequest, batch_name
 from tests.livy.conftest import CONN, backend, run, set_conn
 from tests.livy.test_backend import wait_state
 from tests.servers.livy_server import LivyServer, Step
 
-JOB = LivyJob(application="file:///apps/job.py", name="job")
+JOB = LivyBatchRequest(SparkJob(application="file:///apps/job.py", name="job"))
 
 
 def key(task: str, generation: int = 1, run_id: str = "manual__1") -> str:
@@ -36,7 +37,7 @@ def family(of: str) -> str:
     return parsed.family
 
 
-def submit(k: str, job: LivyJob = JOB) -> str:
+def submit(k: str, job: LivyBatchRequest = JOB) -> str:
     async def go() -> str:
         return (await (await backend()).submit(job, key=k)).job_id
 

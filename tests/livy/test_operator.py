@@ -23,7 +23,6 @@ from airflow.sdk.exceptions import TaskDeferred
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.operator import SparkJobFailed
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.livy.backend import build_batch_request
 from airflow_spark_async.livy.operators import LivyBatchOperator, policy_from_retry_args
 from airflow_spark_async.livy.sensors import LivyBatchSensor
 from tests.conformance.harness import FakeTI, defer, rebuild, run_to_end, run_trigger
@@ -69,8 +68,8 @@ def test_the_request_body_is_the_official_hooks(args: dict[str, Any]) -> None:
     ours = LivyBatchOperator(task_id="t", **args)
     assert ours.spark_params == official.spark_params  # the same templated field, the same values
     expected = LivyHook.build_post_batch_body(**official.spark_params)  # type: ignore[arg-type]
-    job = ours.build_job(context(FakeTI(dag_id="d", task_id="t")))
-    body = build_batch_request(job, name=f"{job.name}-asa-key")
+    request = ours.build_job(context(FakeTI(dag_id="d", task_id="t")))
+    body = request.body(f"{request.job.name}-asa-key")
     assert body.pop("name") == f"{args.get('name', 'd.t')}-asa-key"
     expected.pop("name", None)
     assert body == expected
@@ -78,7 +77,7 @@ def test_the_request_body_is_the_official_hooks(args: dict[str, Any]) -> None:
 
 def test_core_counts_given_as_strings_become_integers_as_livy_parses_them() -> None:
     op = LivyBatchOperator(task_id="t", file="a.jar", class_name="M", driver_cores="2", num_executors="4")
-    job = op.build_job(context())
+    job = op.build_job(context()).job
     assert (job.driver_cores, job.num_executors) == (2, 4)
     bad = LivyBatchOperator(task_id="t", file="a.jar", class_name="M", executor_cores="many")
     with pytest.raises(ConfigurationError, match="executor_cores"):
