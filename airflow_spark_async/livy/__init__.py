@@ -1,11 +1,5 @@
-"""Apache Livy backend: Spark batches through Livy's REST API (``POST /batches`` and friends).
-
-``LivyBatchOperator`` accepts every argument of the official provider's ``LivyOperator``,
-``LivyBatchSensor`` every argument of its ``LivySensor``; both wait in the triggerer. See
-docs/livy.md for the connection, the migration and the differences that remain.
-
-Names are imported lazily (see :mod:`airflow_spark_async.core.lazy`).
-"""
+"""Apache Livy backend: Spark batches through Livy's REST API, waited for in the triggerer. The
+operator and sensor take the official provider's arguments (docs/livy.md). Names load lazily."""
 
 from __future__ import annotations
 
@@ -16,7 +10,7 @@ _EXPORTS = {
     "LivyBatchSensor": "sensors",
     "LivyBatchTrigger": "triggers",
     "LivyBackend": "backend",
-    "LivyJob": "backend",
+    "LivyJob": "compat",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -40,8 +40,7 @@ from airflow_spark_async.livy.compat import AUTH_TYPES, check_secret_free, reque
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["BATCH_STATES", "LivyBackend", "LivyBatch", "LivyBatchRequest", "LivyJob", "LivyOptions", "LivySettings",
-           "batch_name"]
+__all__ = ["BATCH_STATES", "LivyBackend", "LivyBatch", "LivyBatchRequest", "LivyOptions", "LivySettings", "batch_name"]
 
 #: Livy's session states → ours; the interactive-only ones too (gateways report them), none an end.
 #: ``shutting_down`` is entered only from ``stopSession`` and left only for an end: a stop in progress.
@@ -62,14 +61,6 @@ _BODY_FIELDS = (("main_class", "className"), ("driver_memory", "driverMemory"), 
                 ("executor_memory", "executorMemory"), ("executor_cores", "executorCores"),
                 ("num_executors", "numExecutors"), ("args", "args"), ("jars", "jars"), ("py_files", "pyFiles"),
                 ("files", "files"), ("archives", "archives"))
-
-
-@dataclasses.dataclass
-class LivyJob(SparkJob):
-    """The portable spec plus Livy's ``queue`` and ``proxyUser``, for ``job=`` (kept for DAGs using it)."""
-
-    queue: str | None = None
-    proxy_user: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

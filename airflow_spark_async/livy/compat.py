@@ -16,6 +16,7 @@ metaclass alone.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Collection, Mapping, Sequence
@@ -38,6 +39,7 @@ __all__ = [
     "AUTH_TYPES",
     "DEFAULT_CONN_ID",
     "OFFICIAL_JOB_ARGUMENTS",
+    "LivyJob",
     "OfficialOperatorArguments",
     "OfficialSensorArguments",
     "auth_type_name",
@@ -76,6 +78,15 @@ REFUSED_REQUESTS_OPTIONS = {
 #: Header names that carry credentials: they belong in the connection, not in a trigger's kwargs,
 #: which Airflow stores in its database in clear.
 _SENSITIVE_HEADER = re.compile(r"auth|token|secret|passw|cookie|api[-_]?key|credential|session", re.IGNORECASE)
+
+
+@dataclasses.dataclass
+class LivyJob(SparkJob):
+    """The portable spec plus Livy's ``queue`` and ``proxyUser``: the ``job=`` of earlier releases, kept
+    for DAGs that use it. The operator's ``queue`` and ``proxy_user`` arguments say the same."""
+
+    queue: str | None = None
+    proxy_user: str | None = None
 
 
 # -- connection extras and extra_options, read as the official hook reads them ---------------------------
@@ -391,7 +402,7 @@ class OfficialOperatorArguments(SparkJobOperator):
     def official_job(self, context: Context) -> tuple[SparkJob, str | None, str | None]:
         """The rendered official arguments (or ``job``) as ``(job, queue, proxy_user)``."""
         params = self.spark_params
-        job = self.job or job_from_official(params)
+        job = type(self.job).from_dict(self.job.to_dict()) if self.job else job_from_official(params)  # re-validated
         if self.openlineage_inject_parent_job_info or self.openlineage_inject_transport_info:
             conf = inject_openlineage(dict(job.conf), context, parent=self.openlineage_inject_parent_job_info,
                                       transport=self.openlineage_inject_transport_info, log=self.log)
