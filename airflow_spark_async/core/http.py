@@ -1,10 +1,12 @@
-"""Pooled aiohttp sessions, one per (event loop, endpoint), and HTTP errors translated once.
+"""HTTP for every REST backend: session options, pooled sessions, errors translated once.
 
 Why pooled: the official Livy trigger opens a new TCP connection for every poll of every
 job. Here every trigger of one endpoint in a triggerer shares one keep-alive session, so
 a thousand triggers cost a handful of sockets. Sessions belong to the event loop that
-made them (aiohttp requires it), hence the per-loop registry; :func:`close_loop_sessions`
-closes them when a short-lived loop (the worker's sync bridge) ends.
+made them (aiohttp requires it): the loop's :class:`~airflow_spark_async.core.runtime.Runtime`
+keeps them, per (endpoint, :class:`HttpOptions`), and closes them when a short-lived loop
+(the worker's sync bridge) ends. :func:`get_session` and :func:`close_loop_sessions` are its
+shortcuts.
 
 Every transport failure becomes one of the classes of :mod:`airflow_spark_async.core.errors`
 here and nowhere else.
@@ -13,9 +15,12 @@ here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
+import functools
 import json
 import math
+import ssl as ssl_module
 import weakref
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -25,15 +30,20 @@ import aiohttp
 from airflow_spark_async.core import clock
 from airflow_spark_async.core.errors import (
     AuthError,
+    ConfigurationError,
     ConnectionFailed,
     JobNotFoundError,
     RateLimitedError,
     RequestRejected,
     ServerError,
 )
+from airflow_spark_async.core.options import parse_bool, parse_float, parse_str
 
 __all__ = [
+    "DEFAULT_OPTIONS",
     "MAX_RETRY_AFTER",
+    "Closable",
+    "HttpOptions",
     "cap_retry_after",
     "close_loop_sessions",
     "close_with_loop",
@@ -47,40 +57,169 @@ __all__ = [
 #: back-off and error budget decide, and the deadline always wins.
 MAX_RETRY_AFTER = 300.0
 
-class _Closable(Protocol):
+
+class Closable(Protocol):
+    """Anything the runtime closes with its loop: a session, a client pool."""
+
     async def close(self) -> None: ...
 
 
-#: per event loop: the pooled sessions, and anything else to close with the loop
-_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Closable]] = weakref.WeakKeyDictionary()
-#: per-request timeout; a poll that hangs longer is a transient failure, not a stuck trigger
-DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+@dataclasses.dataclass(frozen=True)
+class HttpOptions:
+    """How to reach one endpoint: timeouts, TLS (CA bundle, client certificate), proxy.
+
+    Frozen and hashable: the pooled sessions of a loop are keyed by (endpoint, options), so
+    triggers share a session exactly when they would configure it alike. Paths, never file
+    contents, are kept; ``proxy_password`` is left out of ``repr``.
+
+    :param total_timeout, connect_timeout: seconds per request; a request that hangs longer is a
+        transient ``ConnectionFailed``, not a stuck trigger.
+    :param verify_ssl: ``False`` skips certificate verification (a self-signed test server).
+    :param ca_bundle: a PEM file of the CAs to trust instead of the system's.
+    :param client_cert, client_key: PEM files of a client certificate (mutual TLS); the key may be
+        in the certificate's file.
+    :param proxy: ``http://proxy:3128``; ``proxy_user``/``proxy_password`` for Basic proxy auth.
+    """
+
+    total_timeout: float = 30.0
+    connect_timeout: float = 10.0
+    verify_ssl: bool = True
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    proxy: str | None = None
+    proxy_user: str | None = None
+    proxy_password: str | None = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("total_timeout", "connect_timeout"):
+            object.__setattr__(self, name, parse_float(getattr(self, name), f"HTTP option {name}", gt=0))
+        object.__setattr__(self, "verify_ssl", parse_bool(self.verify_ssl, "HTTP option verify_ssl"))
+        for name in ("ca_bundle", "client_cert", "client_key", "proxy", "proxy_user", "proxy_password"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, parse_str(value, f"HTTP option {name}"))
+        if self.client_key and not self.client_cert:
+            raise ConfigurationError("HTTP option client_key needs client_cert (the certificate it belongs to)")
+        if self.proxy and not self.proxy.startswith(("http://", "https://")):
+            raise ConfigurationError(f"HTTP option proxy must be an http:// or https:// URL, got {self.proxy!r}")
+        if self.proxy_user and self.proxy_password is None:
+            raise ConfigurationError("HTTP option proxy_user needs proxy_password")
+
+    @classmethod
+    def from_extras(cls, extras: Mapping[str, Any], *, scheme: str = "https") -> HttpOptions:
+        """The options in a connection's extras (or ``requests``-style options), strings allowed.
+
+        Read, in ``requests``' spelling where there is one: ``timeout`` (total seconds),
+        ``connect_timeout``, ``verify`` / ``verify_ssl`` (a bool, or the path of a CA bundle, as in
+        ``requests``), ``ca_bundle``, ``cert`` (a path, or ``[cert, key]``), ``client_cert``,
+        ``client_key``, ``proxy``, ``proxies`` (``{"https": url, "http": url}``: the entry of
+        ``scheme``), ``proxy_user``, ``proxy_password``. Other keys are left to the caller.
+        """
+        found: dict[str, Any] = {}
+        if (timeout := extras.get("timeout")) is not None:
+            found["total_timeout"] = parse_float(timeout, "timeout", gt=0)
+        if (connect := extras.get("connect_timeout")) is not None:
+            found["connect_timeout"] = parse_float(connect, "connect_timeout", gt=0)
+        verify = extras.get("verify", extras.get("verify_ssl"))
+        if isinstance(verify, str) and verify.strip().lower() not in _BOOL_WORDS:
+            found["ca_bundle"] = verify
+        elif verify is not None:
+            found["verify_ssl"] = parse_bool(verify, "verify")
+        cert = extras.get("cert")
+        if isinstance(cert, (list, tuple)) and len(cert) == 2:
+            found["client_cert"], found["client_key"] = cert
+        elif cert is not None:
+            found["client_cert"] = cert
+        proxies = extras.get("proxies")
+        if isinstance(proxies, Mapping):
+            found["proxy"] = proxies.get(scheme) or proxies.get("all")
+        elif proxies is not None:
+            raise ConfigurationError(f"proxies must be a mapping of scheme to proxy URL, got {proxies!r}")
+        for name in ("ca_bundle", "client_cert", "client_key", "proxy", "proxy_user", "proxy_password"):
+            if extras.get(name) is not None:
+                found[name] = extras[name]
+        return cls(**{name: value for name, value in found.items() if value is not None})
+
+    def ssl(self) -> ssl_module.SSLContext | bool:
+        """What aiohttp's connector takes as ``ssl``: ``False`` (no verification), ``True`` (the
+        system's CAs) or a context with the CA bundle and client certificate loaded."""
+        if not self.verify_ssl and not self.client_cert:
+            return False
+        if not self.ca_bundle and not self.client_cert:
+            return True
+        return _ssl_context(self)
+
+    def request_kwargs(self) -> dict[str, Any]:
+        """The per-request arguments of ``session.request``: timeout and proxy."""
+        kwargs: dict[str, Any] = {"timeout": self.timeout}
+        if self.proxy:
+            kwargs["proxy"] = self.proxy
+            if self.proxy_user:
+                kwargs["proxy_auth"] = aiohttp.BasicAuth(self.proxy_user, self.proxy_password or "")
+        return kwargs
+
+    @property
+    def timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=self.total_timeout, connect=self.connect_timeout)
+
+    def new_session(self) -> aiohttp.ClientSession:
+        """A fresh pooled session with these options (the runtime keeps one per loop and endpoint)."""
+        connector = aiohttp.TCPConnector(limit=32, ssl=self.ssl(), enable_cleanup_closed=True)
+        session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
+        _SESSION_OPTIONS[session] = self
+        return session
 
 
-def get_session(endpoint: str, *, verify_ssl: bool = True) -> aiohttp.ClientSession:
-    """The shared session of this event loop for ``endpoint`` (scheme://host:port)."""
-    loop = asyncio.get_running_loop()
-    sessions = _SESSIONS.setdefault(loop, {})
-    key = f"{endpoint}|{verify_ssl}"
-    session = sessions.get(key)
-    if not isinstance(session, aiohttp.ClientSession) or session.closed:
-        connector = aiohttp.TCPConnector(limit=32, ssl=verify_ssl, enable_cleanup_closed=True)
-        session = aiohttp.ClientSession(connector=connector, timeout=DEFAULT_TIMEOUT)
-        sessions[key] = session
-    return session
+_BOOL_WORDS = frozenset({"true", "false", "1", "0", "yes", "no", "on", "off"})
+#: the options each pooled session was made with, so that :func:`request_json` applies its proxy
+_SESSION_OPTIONS: weakref.WeakKeyDictionary[aiohttp.ClientSession, HttpOptions] = weakref.WeakKeyDictionary()
 
 
-def close_with_loop(key: str, resource: _Closable) -> None:
-    """Have :func:`close_loop_sessions` also close ``resource`` (e.g. a backend's own pooled
-    clients, such as aiobotocore's, which hold aiohttp sessions of their own)."""
-    _SESSIONS.setdefault(asyncio.get_running_loop(), {})[key] = resource
+@functools.lru_cache(maxsize=64)
+def _ssl_context(options: HttpOptions) -> ssl_module.SSLContext:
+    """The TLS context of ``options``, built once per process (it reads the PEM files)."""
+    context = ssl_module.create_default_context(cafile=options.ca_bundle)
+    if not options.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl_module.CERT_NONE
+    if options.client_cert:
+        context.load_cert_chain(options.client_cert, options.client_key)
+    return context
+
+
+#: the defaults: 30 s per request, 10 s to connect, the system's CAs, no proxy
+DEFAULT_OPTIONS = HttpOptions()
+#: per-request timeout of sessions made with the defaults
+DEFAULT_TIMEOUT = DEFAULT_OPTIONS.timeout
+
+
+def get_session(
+    endpoint: str, *, verify_ssl: bool = True, options: HttpOptions | None = None
+) -> aiohttp.ClientSession:
+    """The shared session of this event loop for ``endpoint`` (scheme://host:port) and ``options``
+    (``verify_ssl`` alone is the older spelling of ``HttpOptions(verify_ssl=...)``).
+
+    Sessions are owned by :class:`~airflow_spark_async.core.runtime.Runtime`; this is its shortcut.
+    """
+    from airflow_spark_async.core.runtime import Runtime  # the runtime builds on this module
+
+    return Runtime.current().session(endpoint, options or (DEFAULT_OPTIONS if verify_ssl else
+                                                           HttpOptions(verify_ssl=False)))
+
+
+def close_with_loop(key: str, resource: Closable) -> None:
+    """Have the running loop's runtime close ``resource`` with it (``Runtime.current().on_close``)."""
+    from airflow_spark_async.core.runtime import Runtime
+
+    Runtime.current().on_close(key, resource)
 
 
 async def close_loop_sessions() -> None:
-    """Close every session (and registered resource) of the running loop, before it ends."""
-    sessions = _SESSIONS.pop(asyncio.get_running_loop(), {})
-    for session in sessions.values():
-        await session.close()
+    """Close the running loop's runtime — sessions, clients, backends — before the loop ends."""
+    from airflow_spark_async.core.runtime import Runtime
+
+    await Runtime.current().close()
 
 
 def cap_retry_after(seconds: float | None) -> float | None:
@@ -136,10 +275,13 @@ async def request_json(
     """Send one request and return its decoded JSON body, or raise a typed error.
 
     ``not_found_ok`` returns ``None`` for a 404 instead of raising ``JobNotFoundError``;
-    ``text`` returns the body as a string instead of decoding JSON.
+    ``text`` returns the body as a string instead of decoding JSON. The proxy and timeout are
+    those of the :class:`HttpOptions` the session was made with.
     """
+    per_request = _SESSION_OPTIONS.get(session, DEFAULT_OPTIONS).request_kwargs()
     try:
-        async with session.request(method, url, json=json_body, params=params, headers=headers) as resp:
+        async with session.request(method, url, json=json_body, params=params, headers=headers,
+                                   **per_request) as resp:
             body = await resp.text()
             status = resp.status
             retry_after = parse_retry_after(resp.headers.get("Retry-After"))

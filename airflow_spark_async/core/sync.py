@@ -1,8 +1,9 @@
 """The one bridge from the worker's synchronous code to the async backends.
 
 Operators call backends through :func:`run_sync`; there are no synchronous twins of the
-backend methods to keep in step. The private loop's HTTP sessions are closed before the
-loop ends so no "Unclosed client session" warnings leak into task logs.
+backend methods to keep in step. The private loop's runtime — HTTP sessions, backend
+clients, backends — is closed before the loop ends, so no "Unclosed client session"
+warnings leak into task logs.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import concurrent.futures
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow_spark_async.core.http import close_loop_sessions
-from airflow_spark_async.core.watcher import get_backend
+from airflow_spark_async.core.runtime import Runtime
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -50,7 +50,7 @@ def run_sync(make: Callable[[], Awaitable[T]]) -> T:
         try:
             return await make()
         finally:
-            await close_loop_sessions()
+            await Runtime.current().close()
 
     if _runner is not None:
         return _runner(make)  # type: ignore[no-any-return]
@@ -73,6 +73,6 @@ def call_backend(
     """``call(backend)`` on the worker, for the backend of (class, connection, options)."""
 
     async def run() -> T:
-        return await call(await get_backend(backend_cls, conn_id, options, conn=conn))
+        return await call(await Runtime.current().backend(backend_cls, conn_id, options, conn=conn))
 
     return run_sync(run)

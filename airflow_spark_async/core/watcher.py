@@ -24,72 +24,39 @@ Rules, each learnt from a way this goes wrong under load:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_spark_async.core import clock
 from airflow_spark_async.core.backend import Backend, JobStatus
-from airflow_spark_async.core.connections import aload_connection
 from airflow_spark_async.core.errors import RateLimitedError, TransientError
 from airflow_spark_async.core.http import cap_retry_after
+from airflow_spark_async.core.runtime import BACKEND_TTL, Runtime
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["Watcher", "forget_backend", "get_backend", "get_watcher"]
+__all__ = ["BACKEND_TTL", "Watcher", "forget_backend", "get_backend", "get_watcher"]
 
 log = logging.getLogger(__name__)
-
-#: how long a cached backend (and the credentials it read) lives before it is rebuilt
-BACKEND_TTL = 300.0
-
-_Registry = dict[str, Any]
-_REGISTRIES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Registry] = weakref.WeakKeyDictionary()
-
-
-def _registry() -> _Registry:
-    return _REGISTRIES.setdefault(asyncio.get_running_loop(), {"backends": {}, "watchers": {}})
-
-
-def _backend_key(backend_cls: type[Backend], conn_id: str, options: Mapping[str, Any]) -> str:
-    return f"{backend_cls.__module__}.{backend_cls.__qualname__}|{conn_id}|{json.dumps(options, sort_keys=True)}"
-
 
 async def get_backend(
     backend_cls: type[Backend], conn_id: str, options: Mapping[str, Any], *, conn: Connection | None = None
 ) -> Backend:
-    """The backend for (class, connection, options) of this loop, rebuilt after ``BACKEND_TTL``.
-
-    ``conn`` skips the look-up when the caller already holds the connection (the worker).
-    """
-    key = _backend_key(backend_cls, conn_id, options)
-    cache = _registry()["backends"]
-    entry = cache.get(key)
-    if entry is None or clock.monotonic() - entry[1] > BACKEND_TTL:
-        if conn is None:
-            conn = await aload_connection(conn_id)
-        entry = (await backend_cls.from_connection(conn, options), clock.monotonic())
-        cache[key] = entry
-    return entry[0]
+    """The backend for (class, connection, options) of this loop: ``Runtime.current().backend``."""
+    return await Runtime.current().backend(backend_cls, conn_id, options, conn=conn)
 
 
 def forget_backend(backend_cls: type[Backend], conn_id: str, options: Mapping[str, Any]) -> None:
-    """Drop the cached backend, so the next :func:`get_backend` re-reads the connection (after a
-    401: the credentials may have been rotated)."""
-    _registry()["backends"].pop(_backend_key(backend_cls, conn_id, options), None)
+    """Drop the cached backend (after a 401): ``Runtime.current().forget_backend``."""
+    Runtime.current().forget_backend(backend_cls, conn_id, options)
 
 
 def get_watcher(backend: Backend) -> Watcher:
     """The watcher of this loop for the backend's endpoint and identity."""
-    watchers = _registry()["watchers"]
-    key = f"{type(backend).__module__}.{type(backend).__qualname__}|{backend.identity()}"
-    watcher = watchers.get(key)
-    if watcher is None:
-        watcher = watchers[key] = Watcher(backend)
-    return watcher
+    key = f"watcher|{type(backend).__module__}.{type(backend).__qualname__}|{backend.identity()}"
+    return Runtime.current().shared(key, lambda: Watcher(backend))
 
 
 class Watcher:
