@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.configuration import conf as airflow_conf
 
 from airflow_spark_async.core.errors import ConfigurationError
+from airflow_spark_async.core.fields import Alias
 from airflow_spark_async.core.ledger import KeyLedger
 from airflow_spark_async.core.operator import SparkJobOperator
 from airflow_spark_async.core.policy import PollPolicy
@@ -434,6 +435,8 @@ class OfficialSensorArguments(SparkJobSensor):
 
     default_conn_id = DEFAULT_CONN_ID
     template_fields: Sequence[str] = ("batch_id", "conn_id")
+    #: ``batch_id`` is the templated field (as in the official sensor); the core reads ``job_id``
+    job_id = Alias("batch_id")
     #: Livy's states, and the official ``LivyHook.TERMINAL_STATES``; set by ``sensors``
     known_states: Collection[str] = ()
     terminal_states: Collection[str] = ()
@@ -457,7 +460,6 @@ class OfficialSensorArguments(SparkJobSensor):
             if unknown:
                 raise ConfigurationError(f"LivyBatchSensor {what}: unknown Livy state(s) {unknown}; known: "
                                          f"{sorted(self.known_states)}")
-        self.batch_id = batch_id
         super().__init__(
             job_id=batch_id,  # type: ignore[arg-type]  # kept as given: it may be a template or XComArg
             conn_id=resolve_conn_id(conn_id, livy_conn_id, "LivyBatchSensor"),
@@ -467,12 +469,3 @@ class OfficialSensorArguments(SparkJobSensor):
                                              auth_type=livy_conn_auth_type, extra_options=extra_options),
             **kwargs,
         )
-
-    # ``batch_id`` is the templated field (as in the official sensor); the core reads ``job_id``.
-    @property
-    def job_id(self) -> str:
-        return str(self.batch_id)
-
-    @job_id.setter
-    def job_id(self, value: str) -> None:
-        self.batch_id = value
