@@ -175,30 +175,20 @@ class DatabricksBackend(Backend):
     async def _run(self, run_id: str) -> Run:
         if not str(run_id).isdigit():
             raise JobNotFoundError(f"{run_id!r} is not a Databricks run id (run ids are integers)")
-        first = await self._call("GET", "runs/get", params={"run_id": run_id})
-        if not isinstance(first, Mapping):
-            raise ServerError(f"runs/get of {run_id} answered {str(first)[:200]!r}")
-        pages, token = [], first.get("next_page_token")
-        while token:
-            page = await self._call("GET", "runs/get", params={"run_id": run_id, "page_token": token})
-            pages.append(page)
-            token = page.get("next_page_token") if isinstance(page, Mapping) else None
-        return Run.parse(merge_pages(first, pages))
-
-    async def _output(self, run_id: str) -> Mapping[str, Any]:
-        out = await self._call("GET", "runs/get-output", params={"run_id": run_id}, retry=True)
-        return out if isinstance(out, Mapping) else {}
+        pages = [await self._call("GET", "runs/get", params={"run_id": run_id})]
+        while isinstance(pages[-1], Mapping) and (token := pages[-1].get("next_page_token")):
+            pages.append(await self._call("GET", "runs/get", params={"run_id": run_id, "page_token": token}))
+        if not isinstance(pages[0], Mapping):
+            raise ServerError(f"runs/get of {run_id} answered {str(pages[0])[:200]!r}")
+        return Run.parse(merge_pages(pages[0], [p for p in pages[1:] if isinstance(p, Mapping)]))
 
     def _basic_status(self, run: Run) -> JobStatus:
         """A status from what the run object itself says (no further requests)."""
         state = run.state
-        message = state.explain() or None
-        if not state.is_terminal and state.queue_reason:
-            message = f"queued: {state.queue_reason}"
-        links = {"run_page_url": run.run_page_url} if run.run_page_url else {}
-        diagnostics = f"tasks: {run.task_summary()}" if len(run.tasks) > 1 else None
-        return JobStatus(run.run_id, state.job_state, state.label, message=message, diagnostics=diagnostics,
-                         links=links)
+        message = f"queued: {state.queue_reason}" if not state.is_terminal and state.queue_reason else None
+        return JobStatus(run.run_id, state.job_state, state.label, message=message or state.explain() or None,
+                         diagnostics=f"tasks: {run.task_summary()}" if len(run.tasks) > 1 else None,
+                         links={"run_page_url": run.run_page_url} if run.run_page_url else {})
 
     async def _failure_status(self, run: Run, status: JobStatus) -> JobStatus:
         """Name every failed task with its own error (``runs/get-output``) and keep its trace.
@@ -206,36 +196,31 @@ class DatabricksBackend(Backend):
         The message carries the names, errors and per-task states (it heads the task's exception);
         the traces go to ``diagnostics``, trimmed so that all of them fit in what the exception shows.
         """
-        failed: list[TaskRun | None] = [*run.failed_tasks()] or ([] if run.tasks else [None])
-        outputs = await self._outputs([t.run_id if t else run.run_id for t in failed])
-        lines, traces = [], []
-        for task, out in zip(failed, outputs, strict=True):
-            error = clean_text(out.get("error")) or (task.state.explain() if task else "") or "no error reported"
-            name = f"task {task.task_key!r}" if task else "the run"
-            lines.append(f"{name} failed: {error}")
+        lines, traces = [status.message or run.state.label], []
+        for task, out in await self._outputs(run.failed_tasks()):
+            error = clean_text(out.get("error")) or (task.task_key and task.state.explain()) or "no error reported"
+            lines.append(f"{task.title} failed: {error}")
             if trace := clean_text(out.get("error_trace")):
-                traces.append((f"--- {name} (run {task.run_id if task else run.run_id}) error trace ---", trace))
-        message = "; ".join([status.message or run.state.label, *lines])
-        if len(run.tasks) > 1:
-            message += f" (tasks: {run.task_summary()})"
+                traces.append((f"--- {task.title} (run {task.run_id}) error trace ---", trace))
+        message = "; ".join(lines) + (f" (tasks: {run.task_summary()})" if len(run.tasks) > 1 else "")
         limit = max(800, TRACE_LIMIT // max(1, len(traces)))
         diagnostics = "\n".join(f"{title}\n{trim(trace, limit)}" for title, trace in traces) or None
-        return JobStatus(status.job_id, status.state, status.backend_state, message=message,
-                         diagnostics=diagnostics, links=status.links)
+        return dataclasses.replace(status, message=message, diagnostics=diagnostics)
 
-    async def _outputs(self, run_ids: Sequence[str]) -> list[Mapping[str, Any]]:
-        """get-output of several task runs; one that fails to load must not hide the others."""
+    async def _outputs(self, tasks: Sequence[TaskRun]) -> list[tuple[TaskRun, Mapping[str, Any]]]:
+        """``runs/get-output`` of several task runs; one that fails to load must not hide the others."""
         semaphore = asyncio.Semaphore(_OUTPUT_CONCURRENCY)
 
-        async def one(run_id: str) -> Mapping[str, Any]:
+        async def one(task: TaskRun) -> tuple[TaskRun, Mapping[str, Any]]:
             async with semaphore:
                 try:
-                    return await self._output(run_id)
+                    out = await self._call("GET", "runs/get-output", params={"run_id": task.run_id}, retry=True)
                 except BackendError as exc:
-                    log.warning("Could not read the output of run %s: %s", run_id, exc)
-                    return {}
+                    log.warning("Could not read the output of run %s: %s", task.run_id, exc)
+                    out = None
+            return task, out if isinstance(out, Mapping) else {}
 
-        return list(await asyncio.gather(*(one(r) for r in run_ids)))
+        return list(await asyncio.gather(*(one(t) for t in tasks)))
 
     # -- the Backend protocol ------------------------------------------------------------------
 
@@ -310,15 +295,11 @@ class DatabricksBackend(Backend):
         """Per task: its state, ``error`` and trimmed ``error_trace``, the notebook's exit value and
         the tail of stdout/stderr that ``runs/get-output`` returns for python, jar and wheel tasks."""
         run = await self._run(job_id)
-        tasks: list[TaskRun | None] = list(run.latest_tasks()) or [None]
-        tasks.sort(key=lambda t: 0 if t and t.state.job_state is JobState.FAILED else 1)
-        shown = tasks[:LOG_TASKS]
-        outputs = await self._outputs([t.run_id if t else run.run_id for t in shown])
+        tasks = sorted(run.latest_tasks(), key=lambda t: t.state.job_state is not JobState.FAILED)  # failed first
         parts = []
-        for task, out in zip(shown, outputs, strict=True):
-            name = f"task {task.task_key} (run {task.run_id})" if task else f"run {run.run_id}"
-            label = task.state.label if task else run.state.label
-            lines = [f"----- {name}: {label} -----"]
+        for task, out in await self._outputs(tasks[:LOG_TASKS]):
+            name = f"task {task.task_key} (run {task.run_id})" if task.task_key else f"run {run.run_id}"
+            lines = [f"----- {name}: {task.state.label} -----"]
             if error := clean_text(out.get("error")):
                 lines.append(f"error: {error}")
             if trace := clean_text(out.get("error_trace")):
@@ -330,8 +311,8 @@ class DatabricksBackend(Backend):
                 if out.get("logs_truncated"):
                     lines.append("(Databricks truncated these logs; the run page has all of them)")
             parts.append("\n".join(lines))
-        if len(tasks) > len(shown):
-            parts.append(f"… and {len(tasks) - len(shown)} more tasks: see {run.run_page_url or 'the run page'}")
+        if len(tasks) > LOG_TASKS:
+            parts.append(f"… and {len(tasks) - LOG_TASKS} more tasks: see {run.run_page_url or 'the run page'}")
         return "\n".join(parts) or None
 
     # -- beyond the protocol ----------------------------------------------------------------
@@ -339,10 +320,9 @@ class DatabricksBackend(Backend):
     async def notebook_outputs(self, job_id: str) -> dict[str, str]:
         """``dbutils.notebook.exit`` values of the run's successful notebook tasks, by task key."""
         run = await self._run(job_id)
-        tasks = [t for t in run.latest_tasks() if t.kind == "notebook_task" and t.state.job_state is JobState.SUCCEEDED]
-        outputs = await self._outputs([t.run_id for t in tasks])
+        done = [t for t in run.latest_tasks() if t.is_notebook and t.state.job_state is JobState.SUCCEEDED]
         results = {}
-        for task, out in zip(tasks, outputs, strict=True):
+        for task, out in await self._outputs(done):
             notebook = out.get("notebook_output") or {}
             if "result" in notebook:
                 results[task.task_key] = str(notebook["result"])

@@ -70,13 +70,6 @@ _V2_TERMINATIONS: dict[str, tuple[str, str | None]] = {
     "INTERNAL_ERROR": ("INTERNAL_ERROR", None),
     "MAX_CONCURRENT_RUNS_EXCEEDED": ("TERMINATED", "MAXIMUM_CONCURRENT_RUNS_REACHED"),
 }
-#: task blocks whose get-output carries something worth showing (stdout, errors, notebook result)
-TASK_KINDS = (
-    "notebook_task", "spark_python_task", "spark_jar_task", "spark_submit_task", "python_wheel_task",
-    "pipeline_task", "dbt_task", "sql_task", "run_job_task", "condition_task", "for_each_task",
-)
-
-
 def trim(text: str | None, limit: int) -> str:
     """The start and the end of a long text (a JVM trace's cause is at its end)."""
     text = (text or "").strip()
@@ -171,14 +164,14 @@ class RunState:
 
 @dataclasses.dataclass(frozen=True)
 class TaskRun:
-    """One attempt of one task of a run."""
+    """One attempt of one task of a run — or the run itself, for a run without tasks (``task_key``
+    empty): what failed, and whose output to show, is then the run's."""
 
     task_key: str
     run_id: str
     attempt: int
     state: RunState
-    kind: str | None
-    run_page_url: str = ""
+    is_notebook: bool = False
 
     @classmethod
     def parse(cls, obj: Mapping[str, Any]) -> TaskRun:
@@ -187,9 +180,13 @@ class TaskRun:
             run_id=clean_text(obj.get("run_id")),
             attempt=int(obj.get("attempt_number") or 0),
             state=RunState.parse(obj),
-            kind=next((k for k in TASK_KINDS if k in obj), None),
-            run_page_url=clean_text(obj.get("run_page_url")),
+            is_notebook="notebook_task" in obj,
         )
+
+    @property
+    def title(self) -> str:
+        """How logs and failures name it: ``task 'ingest'``, or ``the run``."""
+        return f"task {self.task_key!r}" if self.task_key else "the run"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,8 +196,6 @@ class Run:
     run_id: str
     state: RunState
     run_page_url: str = ""
-    run_name: str = ""
-    job_id: str = ""
     tasks: tuple[TaskRun, ...] = ()
 
     @classmethod
@@ -211,22 +206,23 @@ class Run:
             run_id=clean_text(obj["run_id"]),
             state=RunState.parse(obj),
             run_page_url=clean_text(obj.get("run_page_url")),
-            run_name=clean_text(obj.get("run_name")),
-            job_id=clean_text(obj.get("job_id")),
             tasks=tuple(TaskRun.parse(t) for t in obj.get("tasks") or () if isinstance(t, Mapping)),
         )
 
     def latest_tasks(self) -> list[TaskRun]:
         """The newest attempt of each task: a task retried by Databricks appears once per attempt,
-        and only its last attempt says how it ended."""
+        and only its last attempt says how it ended. A run without tasks stands for itself."""
         latest: dict[str, TaskRun] = {}
         for task in self.tasks:
             if task.task_key not in latest or task.attempt >= latest[task.task_key].attempt:
                 latest[task.task_key] = task
-        return list(latest.values())
+        return list(latest.values()) or [TaskRun("", self.run_id, 0, self.state)]
 
     def failed_tasks(self) -> list[TaskRun]:
-        """Tasks that failed on their own (not merely because something upstream did)."""
+        """Tasks that failed on their own (not merely because something upstream did); for a run
+        without tasks that did not succeed, the run itself."""
+        if not self.tasks:
+            return [] if self.state.job_state is JobState.SUCCEEDED else self.latest_tasks()
         return [
             t for t in self.latest_tasks()
             if t.state.is_terminal and t.state.job_state is JobState.FAILED
