@@ -15,6 +15,7 @@ here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import email.utils
 import functools
@@ -150,13 +151,24 @@ class HttpOptions:
             return True
         return _ssl_context(self)
 
-    def request_kwargs(self) -> dict[str, Any]:
-        """The per-request arguments of ``session.request``: timeout and proxy."""
-        kwargs: dict[str, Any] = {"timeout": self.timeout}
+    def request_kwargs(self, url: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The per-request arguments of ``session.request(method, url, ...)``: ``timeout``, ``proxy``
+        and ``headers`` (``headers`` merged with the proxy's credentials, where they must go).
+
+        Proxy credentials are sent as the header itself — on the request for an ``http://`` URL, on
+        the ``CONNECT`` for an ``https://`` one — because aiohttp's ``BasicAuth``/``proxy_auth`` are
+        deprecated in its newer releases.
+        """
+        kwargs: dict[str, Any] = {"timeout": self.timeout, "headers": headers}
         if self.proxy:
             kwargs["proxy"] = self.proxy
             if self.proxy_user:
-                kwargs["proxy_auth"] = aiohttp.BasicAuth(self.proxy_user, self.proxy_password or "")
+                token = base64.b64encode(f"{self.proxy_user}:{self.proxy_password or ''}".encode()).decode("ascii")
+                auth = {"Proxy-Authorization": f"Basic {token}"}
+                if url.startswith("https://"):
+                    kwargs["proxy_headers"] = auth
+                else:
+                    kwargs["headers"] = {**(headers or {}), **auth}
         return kwargs
 
     @property
@@ -278,10 +290,9 @@ async def request_json(
     ``text`` returns the body as a string instead of decoding JSON. The proxy and timeout are
     those of the :class:`HttpOptions` the session was made with.
     """
-    per_request = _SESSION_OPTIONS.get(session, DEFAULT_OPTIONS).request_kwargs()
+    per_request = _SESSION_OPTIONS.get(session, DEFAULT_OPTIONS).request_kwargs(url, headers)
     try:
-        async with session.request(method, url, json=json_body, params=params, headers=headers,
-                                   **per_request) as resp:
+        async with session.request(method, url, json=json_body, params=params, **per_request) as resp:
             body = await resp.text()
             status = resp.status
             retry_after = parse_retry_after(resp.headers.get("Retry-After"))
