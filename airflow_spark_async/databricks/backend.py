@@ -42,12 +42,14 @@ from airflow_spark_async.core.errors import (
     RequestRejected,
     ServerError,
 )
-from airflow_spark_async.core.http import MAX_RETRY_AFTER, get_session, request_json
+from airflow_spark_async.core.http import MAX_RETRY_AFTER, request_json
 from airflow_spark_async.core.options import BackendOptions, option
 from airflow_spark_async.core.retry import Backoff, retry_call
+from airflow_spark_async.core.runtime import Runtime
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
-from airflow_spark_async.databricks.hook import DatabricksSettings, SdkAuth
+from airflow_spark_async.databricks.auth import DatabricksSettings, SdkAuth
+from airflow_spark_async.databricks.compat.connection import settings_from_connection
 from airflow_spark_async.databricks.request import RUN_NOW, DatabricksRun
 from airflow_spark_async.databricks.runs import Run, TaskRun, clean_text, merge_pages, trim
 
@@ -105,7 +107,7 @@ class DatabricksBackend(Backend):
 
     @classmethod
     async def from_connection(cls, conn: Connection, options: Mapping[str, Any]) -> DatabricksBackend:
-        return cls(DatabricksSettings.from_connection(conn), options)
+        return cls(settings_from_connection(conn), options)
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> None:
@@ -150,7 +152,7 @@ class DatabricksBackend(Backend):
                                 policy=self.backoff)
 
     async def _send(self, method: str, path: str, *, params: Mapping[str, Any] | None, json_body: Any) -> Any:
-        session = get_session(self.settings.host)
+        session = Runtime.current().session(self.settings.host)
         query = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (params or {}).items()}
         for refreshed in (False, True):
             auth, generation = await self.auth.headers()

@@ -20,7 +20,7 @@ from airflow_spark_async.core.events import JobEvent
 from airflow_spark_async.core.keys import job_key_from_context
 from airflow_spark_async.core.operator import SparkJobOperator
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.databricks.compat import RunNowArguments, SubmitRunArguments
+from airflow_spark_async.databricks.compat.arguments import RunNowArguments, SubmitRunArguments
 from airflow_spark_async.databricks.hook import DEFAULT_CONN_ID
 from airflow_spark_async.databricks.links import DatabricksJobRunLink
 from airflow_spark_async.databricks.request import DatabricksRun, attempt_token

@@ -4,7 +4,7 @@ Databricks, or a ``wait_for_termination=False`` operator."""
 from __future__ import annotations
 
 from airflow_spark_async.core.sensor import SparkJobSensor
-from airflow_spark_async.databricks.compat import OfficialSensorArguments
+from airflow_spark_async.databricks.compat.arguments import OfficialSensorArguments
 from airflow_spark_async.databricks.hook import DEFAULT_CONN_ID
 from airflow_spark_async.databricks.triggers import DatabricksRunTrigger
 

@@ -410,11 +410,11 @@ def test_pat_and_basic_headers_are_exactly_what_databricks_sdk_builds(server: Da
 
     from airflow.sdk import Connection
 
-    from airflow_spark_async.databricks.hook import DatabricksSettings
+    from airflow_spark_async.databricks.compat.connection import settings_from_connection
 
     conn_id = connection(server, method)
     conn = Connection(conn_id=conn_id, **json.loads(os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"]))
-    settings = DatabricksSettings.from_connection(conn)
+    settings = settings_from_connection(conn)
     assert settings.static_auth() == settings.build_config().authenticate()
 
 

@@ -184,7 +184,7 @@ def test_a_pat_rotated_in_the_connection_is_picked_up_by_a_watched_run(ledger: M
 @pytest.mark.parametrize(("hint", "expected"), [(86400.0, MAX_RETRY_AFTER), (math.inf, 1.0), (math.nan, 1.0),
                                                 (-5.0, 1.0), (7.0, 7.0), (None, 1.0)])
 def test_the_submit_retry_delay_honours_a_capped_valid_retry_after(hint: float | None, expected: float) -> None:
-    from airflow_spark_async.databricks.hook import DatabricksSettings
+    from airflow_spark_async.databricks.auth import DatabricksSettings
 
     backend = DatabricksBackend(DatabricksSettings("https://example.invalid", "pat", {"token": "x"}),
                                 {"retry_delay": 1.0})

@@ -1,0 +1,219 @@
+"""Auth headers for a Databricks workspace, produced by databricks-sdk without ever blocking the
+event loop (the connection is read in :mod:`~airflow_spark_async.databricks.compat.connection`).
+
+Why databricks-sdk: it owns the token exchanges (OIDC discovery, client credentials, Entra ID
+resources and management tokens) and their refresh; ``Config.authenticate()`` hands back
+headers, the seam to our aiohttp sessions. But the SDK is synchronous and ``Config()`` does
+network I/O in its constructor, so both run in a thread (``asyncio.to_thread``); one ``Config``
+per workspace and credentials serves the whole process, headers are cached briefly, and a 401
+rebuilds the ``Config`` once (single-flight) before giving up. A PAT or basic auth needs no
+exchange: its constant header is built here, sparing each task process the SDK's import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeVar
+
+from airflow_spark_async.core.errors import AuthError, ConfigurationError, ConnectionFailed, ServerError
+
+__all__ = ["DatabricksSettings", "SdkAuth"]
+
+_T = TypeVar("_T")
+
+#: how long headers of an OAuth credential are reused before asking the SDK again; the SDK
+#: refreshes tokens ahead of expiry, and a 401 inside this window triggers a rebuild anyway
+OAUTH_HEADERS_TTL = 60.0
+#: timeouts for the SDK's own requests (host metadata, OIDC discovery, token endpoints): its
+#: default retry budget is five minutes, far longer than a poll cycle should wait
+SDK_HTTP_TIMEOUT = 30
+SDK_RETRY_TIMEOUT = 60
+#: salts credential digests (:attr:`DatabricksSettings.identity`); per process, never persisted
+_IDENTITY_SALT = os.urandom(16)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabricksSettings:
+    """A ``databricks`` connection, parsed and checked once (``compat.connection``); ``build_config``
+    does the I/O.
+
+    :param host: the workspace URL, scheme included, no trailing slash.
+    :param auth_type: the databricks-sdk auth type chosen from the connection's fields.
+    :param credentials: the SDK ``Config`` arguments of that auth type (secrets: never logged).
+    :param azure_ad_endpoint: a non-default Entra ID authority, for sovereign clouds.
+    """
+
+    host: str
+    auth_type: str
+    credentials: Mapping[str, str] = dataclasses.field(repr=False, default_factory=dict)
+    azure_ad_endpoint: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """A digest of the auth method and credentials (never the secrets themselves): what tells
+        two connections to one workspace apart, and keys watchers and shared SDK configs.
+
+        sha256 over a random salt made once per process: identities are only compared inside one
+        process, and the salt makes a logged identity useless for guessing a weak secret (a basic
+        auth password) offline."""
+        raw = json.dumps([self.auth_type, self.azure_ad_endpoint, dict(self.credentials)], sort_keys=True)
+        return hashlib.sha256(_IDENTITY_SALT + raw.encode()).hexdigest()[:32]
+
+    def static_auth(self) -> dict[str, str] | None:
+        """The headers of a PAT or basic auth — exactly what databricks-sdk's ``pat_auth`` and
+        ``basic_auth`` return (a test holds them equal) — built without importing the SDK, whose
+        import costs every task process 2 to 7 s of worker slot time for a constant header."""
+        if self.auth_type == "pat":
+            return {"Authorization": f"Bearer {self.credentials['token']}"}
+        if self.auth_type == "basic":
+            pair = f"{self.credentials['username']}:{self.credentials['password']}".encode()
+            return {"Authorization": f"Basic {base64.b64encode(pair).decode()}"}
+        return None
+
+    def build_config(self) -> Any:
+        """A databricks-sdk ``Config`` for this workspace. Blocking: it may fetch host metadata
+        and OIDC endpoints, so call it through ``asyncio.to_thread`` from async code."""
+        try:
+            from databricks.sdk.core import Config
+        except ImportError as exc:  # the [databricks] extra is not installed
+            raise ConfigurationError(
+                "the Databricks backend needs databricks-sdk: pip install 'airflow-spark-async[databricks]'"
+            ) from exc
+        from airflow_spark_async import __version__
+
+        kwargs: dict[str, Any] = dict(self.credentials)
+        if self.auth_type == "oauth-m2m":
+            # The workspace's own OIDC discovery document. Without it the SDK derives the URL from
+            # the host-metadata probe, and fails outright when that best-effort probe fails.
+            kwargs["discovery_url"] = f"{self.host}/oidc/.well-known/oauth-authorization-server"
+        if self.azure_ad_endpoint:
+            kwargs["databricks_environment"] = _azure_environment(self.azure_ad_endpoint)
+        return Config(
+            host=self.host,
+            auth_type=self.auth_type,
+            http_timeout_seconds=SDK_HTTP_TIMEOUT,
+            retry_timeout_seconds=SDK_RETRY_TIMEOUT,
+            product="airflow-spark-async",
+            product_version=__version__,
+            **kwargs,
+        )
+
+
+def _azure_environment(active_directory_endpoint: str) -> Any:
+    """An Azure environment like the public one but with another Entra ID authority."""
+    from databricks.sdk.environments import (
+        ARM_DATABRICKS_RESOURCE_ID,
+        ENVIRONMENTS,
+        AzureEnvironment,
+        Cloud,
+        DatabricksEnvironment,
+    )
+
+    public = ENVIRONMENTS["PUBLIC"]
+    return DatabricksEnvironment(
+        cloud=Cloud.AZURE,
+        dns_zone=".azuredatabricks.net",
+        azure_application_id=ARM_DATABRICKS_RESOURCE_ID,
+        azure_environment=AzureEnvironment(
+            name="CUSTOM",
+            service_management_endpoint=public.service_management_endpoint,
+            resource_manager_endpoint=public.resource_manager_endpoint,
+            active_directory_endpoint=active_directory_endpoint,
+        ),
+    )
+
+
+#: OAuth 2.0 error codes (RFC 6749 §5.2) and Entra ID's AADSTS codes: the token endpoint understood
+#: the request and refused the credentials
+_REFUSALS = ("invalid_client", "unauthorized_client", "invalid_grant", "invalid_scope", "access_denied",
+             "invalid_request", "AADSTS")
+
+
+def _auth_failure(exc: Exception) -> Exception:
+    """The SDK's exceptions, translated. The SDK reports a token endpoint's answer as a bare
+    ``ValueError`` without its status, so the words decide: an OAuth refusal is ``AuthError``
+    (permanent); a network error, a 429, a 5xx page or a garbled answer is transient."""
+    import requests
+
+    text = str(exc)[:500]
+    if isinstance(exc, (requests.RequestException, OSError)):
+        return ConnectionFailed(f"databricks-sdk could not reach the auth endpoint: {text}")
+    if any(code in text for code in _REFUSALS):
+        return AuthError(f"databricks-sdk could not authenticate: {text}")
+    return ServerError(f"databricks-sdk could not get a token ({type(exc).__name__}: {text}); retrying")
+
+
+class SdkAuth:
+    """Auth headers for one workspace and set of credentials, from databricks-sdk, off the event loop.
+
+    The SDK is synchronous — ``Config()`` probes host metadata and OIDC discovery, ``authenticate()``
+    may fetch a token — so both run in a thread, and one ``Config`` per workspace and credentials
+    serves every backend of the process (:meth:`of`). Headers are reused for ``OAUTH_HEADERS_TTL``
+    (for ever for a PAT or basic auth); after a 401 the caller asks :meth:`refresh`, which rebuilds
+    the ``Config`` once however many concurrent polls saw the 401: ``generation`` counts rebuilds.
+    """
+
+    _shared: ClassVar[dict[str, SdkAuth]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def of(cls, settings: DatabricksSettings) -> SdkAuth:
+        """The process's one instance for ``settings``' workspace and credentials."""
+        with cls._shared_lock:
+            return cls._shared.setdefault(f"{settings.host}|{settings.identity}", cls(settings))
+
+    def __init__(self, settings: DatabricksSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.generation = 0
+        self._config: Any = None
+        self._lock = threading.Lock()
+        self._clock = clock
+        #: (headers, generation, fresh until): replaced whole, so threads never see half of it
+        self._cached: tuple[dict[str, str], int, float] | None = None
+
+    async def headers(self) -> tuple[dict[str, str], int]:
+        """The headers and the generation of the credentials they come from (for :meth:`refresh`)."""
+        cached = self._cached
+        if cached is None or self._clock() >= cached[2]:
+            headers, generation = await _in_thread(self._authenticate)
+            ttl = float("inf") if self.settings.static_auth() is not None else OAUTH_HEADERS_TTL
+            self._cached = cached = (headers, generation, self._clock() + ttl)
+        return cached[0], cached[1]
+
+    async def refresh(self, stale_generation: int) -> None:
+        """New credentials, unless another caller already replaced those of ``stale_generation``."""
+        await _in_thread(self._rebuild, stale_generation)
+
+    def _authenticate(self) -> tuple[dict[str, str], int]:
+        static = self.settings.static_auth()
+        if static is not None:
+            return static, self.generation
+        with self._lock:
+            if self._config is None:
+                self._config = self.settings.build_config()
+            config, generation = self._config, self.generation
+        return dict(config.authenticate()), generation
+
+    def _rebuild(self, stale_generation: int) -> None:
+        with self._lock:
+            if self.generation == stale_generation:
+                self._config = None if self.settings.static_auth() is not None else self.settings.build_config()
+                self.generation += 1
+                self._cached = None
+
+
+async def _in_thread(func: Callable[..., _T], *args: Any) -> _T:
+    try:
+        return await asyncio.to_thread(func, *args)
+    except (asyncio.CancelledError, ConfigurationError):
+        raise
+    except Exception as exc:
+        raise _auth_failure(exc) from exc
