@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import hashlib
@@ -25,14 +24,14 @@ from yarl import URL
 from airflow_spark_async.core.backend import Backend, JobStatus, status_if_carrying
 from airflow_spark_async.core.errors import (
     ConfigurationError,
-    ConnectionFailed,
     JobNotFoundError,
     RequestRejected,
     ServerError,
 )
-from airflow_spark_async.core.http import get_session, request_json
+from airflow_spark_async.core.http import DEFAULT_OPTIONS, HttpOptions, request_json
 from airflow_spark_async.core.keys import find_key, parse_key
-from airflow_spark_async.core.options import BackendOptions, option, parse_bool, parse_float
+from airflow_spark_async.core.options import BackendOptions, option
+from airflow_spark_async.core.runtime import Runtime
 from airflow_spark_async.core.spec import FILE_FIELDS, K8S_DRIVER_ENV, RESOURCE_FIELDS, YARN_DRIVER_ENV, SparkJob
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.livy.compat import AUTH_TYPES, check_secret_free, requests_options, split_extra
@@ -121,8 +120,7 @@ class LivySettings:
     origin: str
     prefix: str
     ui_url: str
-    verify_ssl: bool = True
-    timeout: float | None = None
+    http: HttpOptions = DEFAULT_OPTIONS
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -153,19 +151,11 @@ class LivySettings:
         # The host's own path, then the prefix (operator argument over connection extra), as one path.
         prefix = _prefix(url.raw_path) + _prefix(
             options.endpoint_prefix if options.endpoint_prefix is not None else extra.get("endpoint_prefix"))
-        http = {**extra, **options.extra_options}
-        try:
-            verify = parse_bool(http.get("verify", http.get("verify_ssl", True)), f"{what}: verify")
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"{exc}. A CA bundle path is not supported here: point SSL_CERT_FILE at it "
-                                     "in the environment of the workers and triggerers instead.") from None
-        timeout = http.get("timeout")
         return cls(
             origin=origin,
             prefix=prefix,
             ui_url=str(extra.get("ui_url") or origin + prefix).rstrip("/"),
-            verify_ssl=verify,
-            timeout=None if timeout is None else parse_float(timeout, f"{what}: timeout", gt=0),
+            http=HttpOptions.from_extras({**extra, **options.extra_options}, scheme=url.scheme),
             headers={"Accept": "application/json", CSRF_HEADER: "airflow-spark-async", **headers,
                      **options.extra_headers, **_auth_headers(conn, options.auth_type or extra.get("auth_type"))},
         )
@@ -257,13 +247,9 @@ class LivyBackend(Backend):
         return self.settings.identity
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        session = get_session(self.settings.origin, verify_ssl=self.settings.verify_ssl)
-        url = self.settings.base_url + path
-        call = request_json(session, method, url, headers=self.settings.headers, **kwargs)
-        try:
-            return await asyncio.wait_for(call, self.settings.timeout)
-        except asyncio.TimeoutError as exc:
-            raise ConnectionFailed(f"{method} {url} took longer than {self.settings.timeout}s") from exc
+        session = Runtime.current().session(self.settings.origin, self.settings.http)
+        return await request_json(session, method, self.settings.base_url + path, headers=self.settings.headers,
+                                  **kwargs)
 
     async def submit(self, job: LivyBatchRequest, *, key: str) -> JobStatus:
         # After a lookup saw an ended batch of this key, its name is still taken: use the next one.

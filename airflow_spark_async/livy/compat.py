@@ -62,20 +62,18 @@ OFFICIAL_JOB_ARGUMENTS = (
 )
 #: Livy batch fields that the portable spec has not; they may accompany ``job=``.
 LIVY_ONLY_ARGUMENTS = ("queue", "proxy_user")
-#: Connection extras that are this package's options, not headers.
+#: Connection extras that are this package's options, not headers: Livy's own, and core's HTTP
+#: options (:meth:`HttpOptions.from_extras`: timeouts, TLS, proxy), in ``requests``' spelling too.
 LIVY_EXTRAS = frozenset({"endpoint_prefix", "auth_type", "ui_url"})
-#: ``requests`` options (official ``extra_options`` and connection extras) that are honoured ...
-HONOURED_REQUESTS_OPTIONS = frozenset({"timeout", "verify", "verify_ssl"})
+HTTP_EXTRAS = frozenset({"timeout", "connect_timeout", "verify", "verify_ssl", "ca_bundle", "cert", "client_cert",
+                         "client_key", "proxy", "proxies", "proxy_user", "proxy_password"})
+#: ``requests`` options of the official ``extra_options`` that are honoured (the rest of the HTTP
+#: options are not ``requests``' and, with credentials, belong in the connection) ...
+HONOURED_REQUESTS_OPTIONS = frozenset({"timeout", "verify", "verify_ssl", "cert", "proxies"})
 #: ... that only tune ``requests`` and are accepted without effect ...
 IGNORED_REQUESTS_OPTIONS = frozenset({"stream", "check_response", "allow_redirects", "max_redirects"})
 #: ... and that cannot be honoured by the shared aiohttp sessions.
-REFUSED_REQUESTS_OPTIONS = {
-    "cert": "client certificates",
-    "proxies": "HTTP proxies",
-    "proxy": "HTTP proxies",
-    "trust_env": "proxy settings from the environment",
-    "srv_lookup": "DNS SRV look-ups",
-}
+REFUSED_REQUESTS_OPTIONS = {"trust_env": "proxy settings from the environment", "srv_lookup": "DNS SRV look-ups"}
 #: Header names that carry credentials: they belong in the connection, not in a trigger's kwargs,
 #: which Airflow stores in its database in clear.
 _SENSITIVE_HEADER = re.compile(r"auth|token|secret|passw|cookie|api[-_]?key|credential|session", re.IGNORECASE)
@@ -97,7 +95,7 @@ def _check_requests_option(key: str, what: str) -> None:
     if key in REFUSED_REQUESTS_OPTIONS:
         raise ConfigurationError(
             f"{what}: {key!r} ({REFUSED_REQUESTS_OPTIONS[key]}) is not supported by the Livy backend's shared "
-            "aiohttp sessions; reach Livy directly or through a gateway, and see docs/livy.md"
+            "aiohttp sessions; set proxy or proxies in the connection instead, and see docs/livy.md"
         )
 
 
@@ -112,8 +110,8 @@ def requests_options(options: Mapping[str, Any] | None, what: str = "extra_optio
         _check_requests_option(key, what)
         if key not in HONOURED_REQUESTS_OPTIONS | IGNORED_REQUESTS_OPTIONS:
             raise ConfigurationError(
-                f"{what}: unknown option {key!r}; supported: timeout, verify, verify_ssl (and, without effect, "
-                f"{sorted(IGNORED_REQUESTS_OPTIONS)})"
+                f"{what}: unknown option {key!r}; supported: {sorted(HONOURED_REQUESTS_OPTIONS)} (and, without "
+                f"effect, {sorted(IGNORED_REQUESTS_OPTIONS)})"
             )
     return dict(options)
 
@@ -125,7 +123,7 @@ def split_extra(extra: Mapping[str, Any], what: str) -> tuple[dict[str, Any], di
     headers: dict[str, str] = {}
     for key, value in extra.items():
         _check_requests_option(key, what)
-        if key in LIVY_EXTRAS | HONOURED_REQUESTS_OPTIONS:
+        if key in LIVY_EXTRAS | HTTP_EXTRAS:
             options[key] = value
         elif key not in IGNORED_REQUESTS_OPTIONS:
             headers[key] = str(value)
@@ -302,7 +300,8 @@ class OfficialOperatorArguments(SparkJobOperator):
     :param polling_interval: seconds between polls. As in the official operator, ``0`` (or less)
         means "submit and return the batch id without waiting". Omitted: poll every ``poll_interval``
         (10 s) and wait — unlike the official default, see docs/livy.md.
-    :param extra_options: ``requests`` options of the official hook: ``timeout`` and ``verify`` are honoured.
+    :param extra_options: ``requests`` options of the official hook: ``timeout``, ``verify`` (a bool or a
+        CA bundle), ``cert`` and ``proxies`` are honoured.
     :param extra_headers: headers sent with every request. Credentials are refused here (put them in the
         connection): the trigger's arguments are stored in clear.
     :param retry_args: tenacity arguments; mapped onto the poll policy (see :func:`policy_from_retry_args`).
