@@ -1,4 +1,5 @@
-"""The small protocol a backend implements, and the typed status it returns.
+"""The small protocol a backend implements, the typed status it returns, and the two calls of it
+the core makes everywhere (:func:`submit_job`, :func:`cancel_job`).
 
 Everything here is async. The worker reaches a backend through one sync bridge
 (:func:`airflow_spark_async.core.sync.run_sync`), so there are no sync/async twin
@@ -7,26 +8,44 @@ async path of a hook misses a retry case its sync twin has.
 
 A backend is built from an Airflow connection id plus JSON-safe options; the same pair
 rebuilds it in the triggerer after a restart, so a trigger's kwargs never hold secrets.
+
+A backend is generic in its *request*: whatever its operators build and its ``submit`` sends — a
+plain dataclass of the backend (a Databricks run, EMR steps, a Serverless job run), or the portable
+:class:`~airflow_spark_async.core.spec.SparkJob` itself where that is all the API needs (Livy, Spark
+standalone). The core never looks inside a request, so it need not be a ``SparkJob``.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
+import inspect
 import logging
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from airflow_spark_async.core.errors import ConfigurationError, JobNotFoundError
-from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["Backend", "JobStatus", "status_if_carrying"]
+__all__ = [
+    "Backend",
+    "JobStatus",
+    "RequestT",
+    "StatusMany",
+    "cancel_job",
+    "split_statuses",
+    "status_if_carrying",
+    "submit_job",
+]
 
 log = logging.getLogger(__name__)
+
+#: what a backend's ``submit`` takes: the backend's own request type
+RequestT = TypeVar("RequestT")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,12 +82,19 @@ class JobStatus:
         return not self.state.is_terminal
 
 
-class Backend(abc.ABC):
+#: what :meth:`Backend.status_many` returns: per job id its status, or the error of that one job (a
+#: ``JobNotFoundError`` for an id the list says is gone must not fail the other jobs of the batch)
+StatusMany = Mapping[str, "JobStatus | Exception"]
+
+
+class Backend(abc.ABC, Generic[RequestT]):
     """Submit, watch and cancel Spark jobs on one endpoint.
 
-    Subclasses set :attr:`name` and implement the abstract methods. ``status_many`` and
-    ``find_by_key`` are optional: the core falls back to per-job ``status`` and to its
-    Airflow-side key ledger when a backend's API cannot do them.
+    Subclasses set :attr:`name` and implement the abstract methods, with exactly these signatures:
+    ``submit(request, *, key, attempt)``, ``status(job_id)``, ``cancel(job_id, *, key)``.
+    ``status_many``, ``logs``, ``find_jobs`` and ``links`` are optional: the core falls back to
+    per-job ``status`` and to its Airflow-side key ledger when a backend's API cannot do them.
+    A backend that owns clients (sessions, SDK clients) closes them in :meth:`aclose`.
     """
 
     #: short name used in logs, XCom keys and events ("standalone", "livy" …)
@@ -81,9 +107,18 @@ class Backend(abc.ABC):
     #: retry is never handed an earlier try's ended job (#64828).
     idempotent_submit: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # TRANSITION(issue 10): the watcher still expects statuses only. Until it reads per-job
+        # errors (then delete this), a backend's errors are dropped here: the watcher asks those
+        # ids one by one, and ``status`` raises the same error for just that job.
+        own = cls.__dict__.get("status_many")
+        if own is not None and not getattr(own, "statuses_only", False):
+            cls.status_many = _statuses_only(own)  # type: ignore[method-assign]
+
     @classmethod
     @abc.abstractmethod
-    async def from_connection(cls, conn: Connection, options: Mapping[str, Any]) -> Backend:
+    async def from_connection(cls, conn: Connection, options: Mapping[str, Any]) -> Backend[Any]:
         """Build a backend from an Airflow connection and options; blocking work goes to a thread."""
 
     @classmethod
@@ -104,24 +139,36 @@ class Backend(abc.ABC):
         return self.watch_key
 
     @abc.abstractmethod
-    async def submit(self, job: SparkJob, *, key: str) -> JobStatus:
-        """Submit ``job`` tagged with ``key`` and return its first status."""
+    async def submit(self, request: RequestT, *, key: str, attempt: int) -> JobStatus:
+        """Submit ``request`` tagged with ``key`` and return its first status.
+
+        ``attempt`` is the task's try number. A backend whose API deduplicates by a token
+        (:attr:`idempotent_submit`) derives the token from ``key`` *and* ``attempt``: a resend
+        within one try gets the same job back, a retry never an earlier try's ended job (#64828).
+        """
 
     @abc.abstractmethod
     async def status(self, job_id: str) -> JobStatus:
         """Current status of one job; raises ``JobNotFoundError`` if the backend forgot it."""
 
-    async def status_many(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus] | None:
+    async def status_many(self, job_ids: Sequence[str]) -> StatusMany | None:
         """Statuses of many jobs in as few requests as the API allows.
 
-        Return ``None`` when the API cannot list; ids missing from the returned mapping are
-        asked for one by one with :meth:`status`.
+        Return ``None`` when the API cannot list. Per id, the value is its status or the error of
+        that job alone (a ``JobNotFoundError``), so one bad id never fails the batch; raise only
+        when the list itself failed. Ids missing from the mapping are asked for one by one with
+        :meth:`status`.
         """
         return None
 
     @abc.abstractmethod
-    async def cancel(self, job_id: str) -> None:
-        """Ask the backend to stop the job; must not raise if it already finished."""
+    async def cancel(self, job_id: str, *, key: str | None) -> None:
+        """Ask the backend to stop the job; must not raise if it already finished.
+
+        ``key`` is the key the core expects the job to carry (``None`` when it does not know):
+        a backend whose server may reuse ids checks it (:func:`status_if_carrying`) and leaves a
+        job of another key alone.
+        """
 
     async def logs(self, job_id: str, *, tail_lines: int) -> str | None:
         """The last ``tail_lines`` lines of the driver's log, or ``None`` if unavailable."""
@@ -144,6 +191,63 @@ class Backend(abc.ABC):
     def links(self, job_id: str) -> dict[str, str]:
         """Pages about a job that can be built without asking the backend."""
         return {}
+
+    async def aclose(self) -> None:
+        """Release what this backend owns (clients, sessions) when the core drops it; default: nothing."""
+
+
+def split_statuses(listed: StatusMany | None) -> tuple[dict[str, JobStatus], dict[str, Exception]]:
+    """A :meth:`Backend.status_many` answer as (statuses, per-job errors)."""
+    statuses: dict[str, JobStatus] = {}
+    errors: dict[str, Exception] = {}
+    for job_id, outcome in (listed or {}).items():
+        if isinstance(outcome, Exception):
+            errors[job_id] = outcome
+        else:
+            statuses[job_id] = outcome
+    return statuses, errors
+
+
+def _statuses_only(
+    status_many: Callable[..., Awaitable[StatusMany | None]],
+) -> Callable[..., Awaitable[Mapping[str, JobStatus] | None]]:
+    """TRANSITION(issue 10): ``status_many`` without its per-job errors (see ``__init_subclass__``)."""
+
+    @functools.wraps(status_many)
+    async def wrapper(self: Backend[Any], job_ids: Sequence[str]) -> Mapping[str, JobStatus] | None:
+        listed = await status_many(self, job_ids)
+        return None if listed is None else split_statuses(listed)[0]
+
+    wrapper.statuses_only = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+async def submit_job(backend: Backend[RequestT], request: RequestT, key: str, attempt: int) -> JobStatus:
+    """``backend.submit(request, key=key, attempt=attempt)``: the one way the core submits."""
+    if _takes(backend.submit, "attempt"):
+        return await backend.submit(request, key=key, attempt=attempt)
+    # TRANSITION(issue 10): a backend still on the old ``submit(job, *, key)``; remove when all switched.
+    return await backend.submit(request, key=key)  # type: ignore[call-arg]
+
+
+async def cancel_job(backend: Backend[Any], job_id: str, key: str | None) -> None:
+    """``backend.cancel(job_id, key=key)``: the one way the core cancels. Passing the expected key
+    lets a backend whose server reuses ids leave someone else's job alone."""
+    if _takes(backend.cancel, "key"):
+        await backend.cancel(job_id, key=key)
+        return
+    # TRANSITION(issue 10): a backend still on the old ``cancel(job_id)``; remove when all switched.
+    await backend.cancel(job_id)  # type: ignore[call-arg]
+
+
+def _takes(method: Callable[..., Any], name: str) -> bool:
+    """TRANSITION(issue 10): whether a backend method already has the new signature."""
+    return _has_parameter(getattr(method, "__func__", method), name)
+
+
+@functools.cache
+def _has_parameter(function: Callable[..., Any], name: str) -> bool:
+    return name in inspect.signature(function).parameters
 
 
 async def status_if_carrying(

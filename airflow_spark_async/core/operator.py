@@ -1,8 +1,8 @@
 """The base operator: submit or reattach, push the id and links, defer, resume exactly once.
 
 A backend's operator subclasses :class:`SparkJobOperator`, names its trigger class and
-its links, and — if its users expect the official provider's arguments — maps them to a
-:class:`SparkJob` in ``build_job``. Everything else is here:
+its links, and builds its backend's request in :meth:`~SparkJobOperator.build_request`.
+Everything else is here:
 
 * **Never double-submit.** A key derived from (dag, task, run, map index) goes with every
   submission. A retry looks the key up (through the backend, or the Airflow-side ledger
@@ -10,9 +10,13 @@ its links, and — if its users expect the official provider's arguments — map
   is never reported as this try's result — a new one is submitted.
 * **Free the worker.** With ``deferrable=True`` the worker slot is released right after
   the submission; the trigger watches the job in the triggerer.
-* **Hooks, not overrides.** A backend whose official twin may return before the job ends sets
-  :attr:`waits`; one that returns something other than the job id overrides :meth:`result`;
-  one that pushes more XComs once the job exists overrides :meth:`after_submit`.
+* **Hooks, not overrides.** A backend reaches the core only through public hooks, never an
+  underscore name (``tests/test_no_private_access.py`` checks it): ``build_request`` (what to
+  submit), ``wait_for_termination`` (official twins that may return before the job ends),
+  ``after_submit`` (more XComs once the job exists), ``trigger_kwargs`` (more trigger
+  arguments), ``on_complete`` / ``result`` (the success path and the return value),
+  ``on_failure`` (diagnostics, clean-up), and ``connection``, ``backend_call`` and
+  ``cancel_job`` to act on the backend.
 * **Same semantics without deferral.** ``deferrable=False`` runs the very same poll loop on
   the worker through the sync bridge, and ``on_kill`` cancels the job.
 * **Failure explains itself.** The driver log tail and the backend's own error reach the
@@ -23,16 +27,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, TypeVar
 
 from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_spark_async.core import clock
-from airflow_spark_async.core.backend import Backend, JobStatus
+from airflow_spark_async.core.backend import Backend, JobStatus, RequestT, cancel_job, submit_job
 from airflow_spark_async.core.connections import load_connection
 from airflow_spark_async.core.errors import BackendError, ConfigurationError, JobNotFoundError, TransientError
 from airflow_spark_async.core.events import EventStatus, JobEvent, Reason
@@ -43,7 +48,7 @@ from airflow_spark_async.core.policy import PollPolicy
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.core.sync import call_backend, run_sync
-from airflow_spark_async.core.trigger import SparkJobTrigger, cancel_job, submit_job, watch_job
+from airflow_spark_async.core.trigger import DefersToTrigger, SparkJobTrigger, watch_job
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection, Context
@@ -60,7 +65,7 @@ IDEMPOTENT_RESENDS = 3
 #: cancels of a job that could not be recorded, before recording it is tried once more
 UNTRACKED_CANCEL_ATTEMPTS = 3
 
-__all__ = ["SparkJobFailed", "SparkJobOperator", "SparkJobTimeout", "default_deferrable", "seconds"]
+__all__ = ["SparkJobFailed", "SparkJobOperator", "SparkJobTimeout", "default_deferrable", "failure_text", "seconds"]
 
 
 class SparkJobFailed(AirflowException):
@@ -87,8 +92,11 @@ def seconds(value: timedelta | float | int | None, name: str) -> float | None:
     return float(value)
 
 
-class SparkJobOperator(BaseOperator):
+class SparkJobOperator(DefersToTrigger, BaseOperator, Generic[RequestT]):
     """Submit a Spark job, free the worker while it runs, and succeed or fail with it.
+
+    Generic in the request its backend submits (``SparkJobOperator[DatabricksRun]``): the type
+    :meth:`build_request` returns.
 
     :param job: the :class:`SparkJob` to run (or its dict form). Templated.
     :param conn_id: the Airflow connection of the backend. Templated.
@@ -103,6 +111,8 @@ class SparkJobOperator(BaseOperator):
     :param log_tail_lines: driver log lines shown in the task log at the end (five times as
         many on failure); 0 to skip.
     :param backend_options: options of the backend (see each backend's docs).
+    :param wait_for_termination: wait until the job ends (the default); ``False`` submits, pushes
+        the id and returns :meth:`result` at once — the official operators' argument.
     """
 
     trigger_class: ClassVar[type[SparkJobTrigger]]
@@ -124,9 +134,11 @@ class SparkJobOperator(BaseOperator):
         log_tail_lines: int = 100,
         backend_options: Mapping[str, Any] | None = None,
         ledger: KeyLedger | None = None,
+        wait_for_termination: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.wait_for_termination = bool(wait_for_termination)
         self.job = SparkJob.from_dict(job) if isinstance(job, Mapping) else job
         self.conn_id = conn_id or self.default_conn_id
         if not self.conn_id:
@@ -147,36 +159,20 @@ class SparkJobOperator(BaseOperator):
         self._conn: Connection | None = None
 
     @property
-    def backend_class(self) -> type[Backend]:
-        return self.trigger_class.backend_class
-
-    @property
     def ledger(self) -> KeyLedger:
         """Where jobs of backends without lookup by key are recorded (default: Airflow Variables)."""
         return self._ledger or default_ledger()
 
     # -- hooks for backends ----------------------------------------------------------------
 
-    @property
-    def waits(self) -> bool:
-        """Whether the task waits for the job to end (some official operators make it optional)."""
-        return True
-
-    def result(self, context: Context, job_id: str) -> Any:
-        """The task's return value once the job succeeded (or was submitted, when not waiting)."""
-        return job_id
-
-    def after_submit(self, context: Context, status: JobStatus) -> None:
-        """Called once the job exists (submitted or reattached), before waiting for it."""
-
-    def backend_call(self, call: Callable[[Backend], Awaitable[T]]) -> T:
-        """Run ``call(backend)`` through the sync bridge: the worker's one way to the backend."""
-        return call_backend(self.backend_class, self.conn_id, self.backend_options, call, conn=self._connection())
-
-    # -- what to run ---------------------------------------------------------------------
+    def build_request(self, context: Context, key: str, attempt: int) -> RequestT:
+        """The request to submit for this try, after templating: ``key`` is the task's key (the
+        backend tags the job with it), ``attempt`` the try number (for per-try tokens). The
+        default is :meth:`build_job`, for backends whose request is the :class:`SparkJob`."""
+        return self.build_job(context)  # type: ignore[return-value]
 
     def build_job(self, context: Context) -> SparkJob:
-        """The job to submit, after templating; names it after the task if it has no name."""
+        """The rendered :class:`SparkJob`, re-validated, named after the task if it has no name."""
         if self.job is None:
             raise ConfigurationError(f"{type(self).__name__}: job is required")
         job = SparkJob.from_dict(self.job.to_dict())  # re-validate the rendered values
@@ -185,24 +181,69 @@ class SparkJobOperator(BaseOperator):
             job = dataclasses.replace(job, name=f"{ti.dag_id}.{ti.task_id}")
         return job
 
-    # -- the worker's part ---------------------------------------------------------------
+    def after_submit(self, context: Context, status: JobStatus) -> None:
+        """Called once the job exists (submitted or reattached), before waiting for it."""
 
-    def _connection(self) -> Connection:
+    def on_complete(self, context: Context, event: JobEvent) -> Any:
+        """The job succeeded (called once per successful outcome, also after a re-check): the
+        task's return value. Default: :meth:`result`."""
+        return self.result(context, event.job_id)
+
+    def on_failure(self, context: Context, event: JobEvent) -> NoReturn:
+        """The job ended without success: raise. A backend adds its diagnostics, or cleans up
+        first; should an override return, the core raises :func:`failure_text` itself."""
+        raise SparkJobFailed(failure_text(event))
+
+    def result(self, context: Context, job_id: str) -> Any:
+        """The task's return value once the job succeeded (or was submitted, when not waiting)."""
+        return job_id
+
+    @property
+    def waits(self) -> bool:
+        """TRANSITION(issue 10): the old name of :attr:`wait_for_termination`, still overridden by
+        backends that have not switched; the core reads it only here."""
+        return bool(self.wait_for_termination)
+
+    # -- the worker's way to the backend -------------------------------------------------------
+
+    def connection(self) -> Connection:
+        """This task's Airflow connection, read once per try (a missing one fails here, early)."""
         if self._conn is None:
             self._conn = load_connection(self.conn_id)
         return self._conn
 
+    def backend_call(self, call: Callable[[Backend[Any]], Awaitable[T]]) -> T:
+        """Run ``call(backend)`` through the sync bridge: the worker's one way to the backend."""
+        return call_backend(self.backend_class, self.conn_id, self.backend_options, call, conn=self.connection())
+
+    def cancel_job(self, job_id: str, key: str | None = None) -> bool:
+        """Cancel the job (``key``: the key it must carry); ``False`` (logged) if the backend
+        could not be reached."""
+        try:
+            self.backend_call(lambda backend: cancel_job(backend, job_id, key))
+        except BackendError as exc:
+            self.log.error("Could not cancel job %s: %s", job_id, exc)
+            return False
+        self.log.info("Cancelled job %s", job_id)
+        return True
+
+    # TRANSITION(issue 10): old private names EMR still calls; remove once it uses the public ones.
+    _connection = connection
+    _cancel = cancel_job
+
+    # -- the worker's part ---------------------------------------------------------------
+
     def execute(self, context: Context) -> Any:
-        self._connection()  # a missing connection fails here, before anything is submitted
-        job = self.build_job(context)
+        self.connection()  # a missing connection fails here, before anything is submitted
         key = job_key_from_context(context)
-        attempt = getattr(context["ti"], "try_number", None)
-        status = self.backend_call(lambda backend: self._submit_or_reattach(backend, job, key, attempt))
+        attempt = int(getattr(context["ti"], "try_number", None) or 1)
+        request = self._build_request(context, key, attempt)
+        status = self.backend_call(lambda backend: self._submit_or_reattach(backend, request, key, attempt))
         self._job_id = status.job_id
         context["ti"].xcom_push(key="job_id", value=status.job_id)
         push_links(context, self.link_classes, dict(status.links))
         self.after_submit(context, status)
-        if not self.waits:
+        if not self.waits:  # TRANSITION(issue 10): self.wait_for_termination once ``waits`` is gone
             self.log.info("%s job %s submitted; not waiting for it", self.backend_class.name, status.job_id)
             self.forget_job(context)
             return self.result(context, status.job_id)
@@ -219,22 +260,20 @@ class SparkJobOperator(BaseOperator):
         recheck: int = 0,
     ) -> Any:
         """Defer to the trigger, or run its loop here when ``deferrable=False``."""
-        trigger = self.trigger_class(
-            conn_id=self.conn_id,
-            job_id=job_id,
-            deadline=deadline,
-            policy=self.poll_policy.to_dict(),
-            backend_options=self.backend_options,
-            key=key,
-            try_number=getattr(context["ti"], "try_number", None),
-            started_at=started_at,
-            recheck=recheck,
-        )
+        trigger = self.build_trigger(job_id, deadline=deadline, key=key, started_at=started_at, recheck=recheck,
+                                     try_number=getattr(context["ti"], "try_number", None))
         if self.deferrable:
             self.defer(trigger=trigger, method_name="execute_complete")
-        trigger.preloaded_connection = self._connection()
+        trigger.preloaded_connection = self.connection()
         event = run_sync(lambda: watch_job(trigger, log=self.log))
         return self.execute_complete(context, event.to_payload())
+
+    def _build_request(self, context: Context, key: str, attempt: int) -> Any:
+        # TRANSITION(issue 10): a backend that still defines a one-argument ``build_request(context)``
+        # of its own builds its submitted request in ``build_job``; remove once all have switched.
+        if _positional_arity(type(self).build_request) == 1:
+            return self.build_job(context)
+        return self.build_request(context, key, attempt)
 
     def _deadline(self, context: Context) -> float | None:
         """The trigger's absolute deadline: ``job_timeout`` from now, and ``execution_timeout``
@@ -252,8 +291,7 @@ class SparkJobOperator(BaseOperator):
 
     # -- submit or reattach ----------------------------------------------------------------------
 
-    async def _submit_or_reattach(self, backend: Backend, job: SparkJob, key: str,
-                                  attempt: int | None = None) -> JobStatus:
+    async def _submit_or_reattach(self, backend: Backend[Any], request: Any, key: str, attempt: int) -> JobStatus:
         """This try's job: an earlier try's of the same key if it still runs, else a new one.
 
         Jobs of the same task instance under another generation (it was cleared since) are
@@ -278,9 +316,9 @@ class SparkJobOperator(BaseOperator):
             self.log.info("Reattaching to %s job %s (%s) of an earlier try", backend.name, keep.job_id,
                           keep.backend_state)
             return keep
-        return await self._submit(backend, job, key, family, attempt)
+        return await self._submit(backend, request, key, family, attempt)
 
-    async def _known_jobs(self, backend: Backend, family: str, key: str) -> Sequence[JobStatus]:
+    async def _known_jobs(self, backend: Backend[Any], family: str, key: str) -> Sequence[JobStatus]:
         """Every job the backend or the ledger knows for this task instance, newest first."""
         if backend.supports_find_by_key:
             return await _find_jobs(backend, family, key)
@@ -302,13 +340,12 @@ class SparkJobOperator(BaseOperator):
                 return []
         return [dataclasses.replace(st, key=st.key or entry.key or None)]
 
-    async def _submit(self, backend: Backend, job: SparkJob, key: str, family: str,
-                      attempt: int | None = None) -> JobStatus:
+    async def _submit(self, backend: Backend[Any], request: Any, key: str, family: str, attempt: int) -> JobStatus:
         ledger = None if backend.supports_find_by_key else self.ledger
         if ledger is not None:  # intent first: a failure here submits nothing
             write_entry(ledger, family, backend.name, LedgerEntry(key=key))
         try:
-            status = await self._send(backend, job, key, attempt)
+            status = await self._send(backend, request, key, attempt)
         except TransientError as exc:
             # The answer may be lost while the job was created: look for it before giving up.
             found = await backend.find_by_key(key) if backend.supports_find_by_key else None
@@ -329,13 +366,13 @@ class SparkJobOperator(BaseOperator):
             status = await self._settle_race(backend, status, key, family)
         return dataclasses.replace(status, key=status.key or key)
 
-    async def _send(self, backend: Backend, job: SparkJob, key: str, attempt: int | None) -> JobStatus:
+    async def _send(self, backend: Backend[Any], request: Any, key: str, attempt: int) -> JobStatus:
         """Submit; where the API deduplicates by a per-try token, a lost answer is simply asked
         again — the same token returns the same job."""
         tries = IDEMPOTENT_RESENDS + 1 if backend.idempotent_submit else 1
         for n in range(1, tries + 1):
             try:
-                return await submit_job(backend, job, key, attempt)
+                return await submit_job(backend, request, key, attempt)
             except TransientError as exc:
                 if n == tries:
                     raise
@@ -344,7 +381,7 @@ class SparkJobOperator(BaseOperator):
                 await asyncio.sleep(self.poll_policy.backoff(n, retry_after=exc.retry_after))
         raise AssertionError("unreachable")
 
-    async def _cancel_untracked(self, backend: Backend, job_id: str, key: str, family: str) -> None:
+    async def _cancel_untracked(self, backend: Backend[Any], job_id: str, key: str, family: str) -> None:
         """Cancel a job whose id could not be recorded; if even that fails, try the record once more
         so that the next try can find it."""
         for attempt in range(UNTRACKED_CANCEL_ATTEMPTS):
@@ -360,7 +397,7 @@ class SparkJobOperator(BaseOperator):
             self.log.error("Job %s runs untracked: neither recorded nor cancelled (%s); see the clean-up in the docs",
                            job_id, exc)
 
-    async def _settle_race(self, backend: Backend, mine: JobStatus, key: str, family: str) -> JobStatus:
+    async def _settle_race(self, backend: Backend[Any], mine: JobStatus, key: str, family: str) -> JobStatus:
         """Two tries that submitted at once (a zombie worker and its retry) both see both jobs; both
         keep the oldest and cancel the others, so they converge on one job."""
         same = [st for st in await _find_jobs(backend, family, key)
@@ -428,7 +465,7 @@ class SparkJobOperator(BaseOperator):
                           recheck=ev.recheck + 1)
 
     def _timeout(self, context: Context, ev: JobEvent, unknown: str | None) -> Any:
-        cancelled = self._cancel(ev.job_id, ev.key)
+        cancelled = self.cancel_job(ev.job_id, ev.key)
         after = self._status_or_none(ev.job_id)  # it may have ended before the cancel: then that is the outcome
         if after is not None and after.state is JobState.SUCCEEDED:
             return self._finish(context, _with_status(ev, after))
@@ -446,24 +483,15 @@ class SparkJobOperator(BaseOperator):
         if ev.status is EventStatus.SUCCESS:
             self.log.info("%s job %s succeeded (%s) in %.0fs", ev.backend, ev.job_id, ev.backend_state,
                           ev.elapsed or 0)
-            return self.result(context, ev.job_id)
-        raise SparkJobFailed(_failure_text(ev))
+            return self.on_complete(context, ev)
+        self.on_failure(context, ev)
+        raise SparkJobFailed(failure_text(ev))  # an on_failure that returned: a failure stays one
 
     def _status_or_none(self, job_id: str) -> JobStatus | None:
         try:
             return self.backend_call(lambda backend: backend.status(job_id))
         except BackendError:
             return None
-
-    def _cancel(self, job_id: str, key: str | None = None) -> bool:
-        """Cancel the job; ``False`` (logged) if the backend could not be reached."""
-        try:
-            self.backend_call(lambda backend: cancel_job(backend, job_id, key))
-        except BackendError as exc:
-            self.log.error("Could not cancel job %s: %s", job_id, exc)
-            return False
-        self.log.info("Cancelled job %s", job_id)
-        return True
 
     def forget_job(self, context: Context) -> None:
         """This try is done with its job: drop what reattach would have needed."""
@@ -485,14 +513,14 @@ class SparkJobOperator(BaseOperator):
     def on_kill(self) -> None:
         """Cancel the job when the task is killed on the worker (``deferrable=False``)."""
         if self._job_id:
-            self._cancel(self._job_id)
+            self.cancel_job(self._job_id)
 
 
 class _JobGone(JobNotFoundError):
     """Not only a 404: the backend's own listing of the key's jobs confirms the job is gone."""
 
 
-async def _recheck(backend: Backend, ev: JobEvent) -> JobStatus:
+async def _recheck(backend: Backend[Any], ev: JobEvent) -> JobStatus:
     """The job's status from the worker. A 404 may be a proxy's: where the backend can list the
     key's jobs, the listing decides whether the job is really gone."""
     try:
@@ -506,7 +534,7 @@ async def _recheck(backend: Backend, ev: JobEvent) -> JobStatus:
         raise _JobGone(f"neither {ev.job_id} nor any job of key {ev.key} is known to the backend ({exc})") from exc
 
 
-async def _find_jobs(backend: Backend, family: str, key: str) -> Sequence[JobStatus]:
+async def _find_jobs(backend: Backend[Any], family: str, key: str) -> Sequence[JobStatus]:
     """``backend.find_jobs``, or its exact ``find_by_key`` where a backend only has that."""
     try:
         return await backend.find_jobs(family)
@@ -528,10 +556,19 @@ def _with_status(ev: JobEvent, status: JobStatus) -> JobEvent:
     )
 
 
-def _failure_text(ev: JobEvent) -> str:
+def failure_text(ev: JobEvent) -> str:
+    """What a failed job's exception says: the backend, the job, its end, the backend's reason
+    and (on further lines) its diagnostics — for :meth:`SparkJobOperator.on_failure` overrides
+    that add their own."""
     parts = [f"{ev.backend} job {ev.job_id} ended {ev.backend_state or ev.status.value}"]
     if ev.message:
         parts.append(ev.message.strip())
     if ev.diagnostics:
         parts.append(ev.diagnostics.strip()[-4000:])
     return ": ".join(parts[:2]) + ("\n" + parts[2] if len(parts) > 2 else "")
+
+
+def _positional_arity(method: Callable[..., Any]) -> int:
+    """TRANSITION(issue 10): positional parameters of a method besides ``self``."""
+    params = list(inspect.signature(method).parameters.values())[1:]
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)

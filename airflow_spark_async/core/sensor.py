@@ -5,6 +5,12 @@ and its timeout fails the sensor, not the job. With ``deferrable=True`` (the def
 never pokes on the worker; with ``start_from_trigger=True`` it does not even start on
 one — the task begins directly in the triggerer (Airflow 3.3+ renders the templated
 ``job_id`` there).
+
+A failure state is a failure everywhere: the trigger ends the watch with a ``failed`` event
+(never ``success``, even where the backend calls the state a success) and the sensor fails.
+
+Hooks for backends: :meth:`SparkJobSensor.render_job_id` (a job id made of several templated
+arguments) and :meth:`~airflow_spark_async.core.trigger.DefersToTrigger.trigger_kwargs`.
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseSensorOperator
 from airflow.triggers.base import StartTriggerArgs
 
-from airflow_spark_async.core.backend import Backend
 from airflow_spark_async.core.connections import load_connection
 from airflow_spark_async.core.errors import BackendError, ConfigurationError, TransientError
 from airflow_spark_async.core.events import EventStatus, JobEvent
@@ -24,7 +29,7 @@ from airflow_spark_async.core.operator import SparkJobFailed, seconds
 from airflow_spark_async.core.policy import PollPolicy
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.core.sync import call_backend
-from airflow_spark_async.core.trigger import SparkJobTrigger
+from airflow_spark_async.core.trigger import DefersToTrigger, SparkJobTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -32,14 +37,15 @@ if TYPE_CHECKING:
 __all__ = ["SparkJobSensor"]
 
 
-class SparkJobSensor(BaseSensorOperator):
+class SparkJobSensor(DefersToTrigger, BaseSensorOperator):
     """Wait until a Spark job ends; succeed if it ended in a target state.
 
     :param job_id: the backend's id of the job. Templated.
     :param conn_id: the Airflow connection of the backend. Templated.
-    :param target_states: backend states that count as success; default: the backend's success.
-    :param failure_states: backend states that fail the sensor at once; default: every other
-        terminal state.
+    :param target_states: backend states that count as success (they need not be terminal);
+        default: the backend's success.
+    :param failure_states: backend states that fail the sensor at once (they need not be
+        terminal); every terminal state that is not a target fails it too.
     :param deferrable: wait in the triggerer instead of poking on a worker (default ``True``).
     :param start_from_trigger: start the task directly in the triggerer.
     """
@@ -71,7 +77,7 @@ class SparkJobSensor(BaseSensorOperator):
             raise ConfigurationError(
                 f"states {sorted(self.target_states & self.failure_states)} are both target and failure states"
             )
-        self.policy = PollPolicy(interval=seconds(self.poke_interval, "poke_interval") or 60.0)
+        self.poll_policy = PollPolicy(interval=seconds(self.poke_interval, "poke_interval") or 60.0)
         self.deferrable = deferrable
         self.backend_options = dict(backend_options or {})
         self.backend_class.validate_options(self.backend_options)
@@ -79,43 +85,48 @@ class SparkJobSensor(BaseSensorOperator):
         if start_from_trigger:
             self.start_trigger_args = StartTriggerArgs(
                 trigger_cls=f"{self.trigger_class.__module__}.{self.trigger_class.__qualname__}",
-                trigger_kwargs=self._trigger_kwargs(),
+                trigger_kwargs=self.trigger_kwargs(str(self.job_id)),  # rendered by Airflow in the triggerer
                 next_method="execute_complete",
                 timeout=timedelta(seconds=self.timeout),
             )
 
-    @property
-    def backend_class(self) -> type[Backend]:
-        return self.trigger_class.backend_class
+    def render_job_id(self, context: Context) -> str:
+        """The id of the job to watch, from the rendered arguments; default: ``job_id``. A backend
+        whose id is made of several templated arguments (a cluster and a step) builds it here."""
+        return str(self.job_id)
+
+    def trigger_kwargs(self, job_id: str, **fields: Any) -> dict[str, Any]:
+        """A sensor's trigger only watches — it never cancels the job — and ends the watch at the
+        first target or failure state, judged as such."""
+        return super().trigger_kwargs(
+            job_id,
+            owns_job=False,
+            target_states=sorted(self.target_states or ()),
+            failure_states=sorted(self.failure_states or ()),
+            **fields,
+        )
 
     def _trigger_kwargs(self) -> dict[str, Any]:
-        return {
-            "conn_id": self.conn_id,
-            "job_id": self.job_id,
-            "policy": self.policy.to_dict(),
-            "backend_options": self.backend_options,
-            "owns_job": False,
-            # failure states end the wait too, even where the backend does not call them terminal
-            "stop_states": sorted((self.target_states or set()) | (self.failure_states or set())),
-        }
+        """TRANSITION(issue 10): the old private name, still called by EMR; the core never calls it."""
+        return self.trigger_kwargs(str(self.job_id))
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
+        job_id = self.render_job_id(context)
         load_connection(self.conn_id)  # fail now, not in the triggerer
         self.defer(
-            trigger=self.trigger_class(**self._trigger_kwargs()),
+            trigger=self.build_trigger(job_id),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )
 
     def poke(self, context: Context) -> bool:
+        job_id = self.render_job_id(context)
         conn = load_connection(self.conn_id)
-        st = call_backend(
-            self.backend_class, self.conn_id, self.backend_options, lambda b: b.status(str(self.job_id)), conn=conn
-        )
+        st = call_backend(self.backend_class, self.conn_id, self.backend_options, lambda b: b.status(job_id), conn=conn)
         self.log.info("Job %s is %s", st.job_id, st.backend_state)
-        return self._judge(st.backend_state, st.state, st.message)
+        return self._judge(job_id, st.backend_state, st.state, st.message)
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
         ev = JobEvent.from_payload(event)
@@ -124,7 +135,7 @@ class SparkJobSensor(BaseSensorOperator):
         if ev.status in (EventStatus.ERROR, EventStatus.UNREACHABLE):
             return self._recheck(context, ev)
         state = JobState(ev.state) if ev.state else JobState.PENDING
-        if not self._judge(ev.backend_state or "", state, ev.message):
+        if not self._judge(ev.job_id, ev.backend_state or "", state, ev.message):
             raise SparkJobFailed(f"{ev.backend} job {ev.job_id} stopped in {ev.backend_state}, not a target state")
         return ev.job_id
 
@@ -142,24 +153,24 @@ class SparkJobSensor(BaseSensorOperator):
                                  f"re-checked from the worker: {exc}") from exc
         if done:
             return ev.job_id
-        if ev.recheck >= self.policy.error_budget and ev.status is EventStatus.ERROR:
+        if ev.recheck >= self.poll_policy.error_budget and ev.status is EventStatus.ERROR:
             raise SparkJobFailed(f"waiting on {ev.backend} job {ev.job_id} kept failing: {ev.message}")
         self.defer(
-            trigger=self.trigger_class(**{**self._trigger_kwargs(), "recheck": ev.recheck + 1}),
+            trigger=self.build_trigger(self.render_job_id(context), recheck=ev.recheck + 1),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )
 
-    def _judge(self, backend_state: str, state: JobState, message: str | None) -> bool:
+    def _judge(self, job_id: str, backend_state: str, state: JobState, message: str | None) -> bool:
         """True when done, False to keep waiting; raises when the job ended badly."""
         if self.failure_states and backend_state in self.failure_states:
-            raise SparkJobFailed(f"job {self.job_id} is {backend_state}: {message or 'no reason given'}")
+            raise SparkJobFailed(f"job {job_id} is {backend_state}: {message or 'no reason given'}")
         if self.target_states:
             if backend_state in self.target_states:
                 return True
         elif state is JobState.SUCCEEDED:
             return True
         if state.is_terminal:
-            raise SparkJobFailed(f"job {self.job_id} ended {backend_state}: {message or 'no reason given'}")
+            raise SparkJobFailed(f"job {job_id} ended {backend_state}: {message or 'no reason given'}")
         return False
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import math
 import random
 import weakref
@@ -42,7 +41,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_spark_async.core import clock
-from airflow_spark_async.core.backend import Backend, JobStatus
+from airflow_spark_async.core.backend import Backend, JobStatus, cancel_job, submit_job
 from airflow_spark_async.core.errors import (
     AuthError,
     ConfigurationError,
@@ -62,7 +61,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["LIVE_TASK_STATES", "SparkJobTrigger", "cancel_job", "submit_job", "watch_job"]
+# cancel_job and submit_job live in core.backend; re-exported here, where they were first
+__all__ = ["LIVE_TASK_STATES", "DefersToTrigger", "SparkJobTrigger", "cancel_job", "submit_job", "watch_job"]
 
 #: task states in which a live try owns the job: ``on_kill`` leaves the job alone in them.
 #: ``scheduled``/``queued`` too: after a failover, another copy of this trigger may have fired and
@@ -98,24 +98,6 @@ def _next_tick(now: float, interval: float) -> float:
     return (math.floor(now / interval) + 1) * interval
 
 
-async def cancel_job(backend: Backend, job_id: str, key: str | None) -> None:
-    """Cancel ``job_id``, passing the expected key to backends whose ``cancel`` checks it (so a
-    reused id that now names someone else's job is never cancelled)."""
-    if key and "key" in inspect.signature(backend.cancel).parameters:
-        await backend.cancel(job_id, key=key)  # type: ignore[call-arg]
-    else:
-        await backend.cancel(job_id)
-
-
-async def submit_job(backend: Backend, job: Any, key: str, attempt: int | None) -> JobStatus:
-    """Submit, passing the try number to backends whose ``submit`` takes ``attempt`` — those whose
-    API deduplicates by a token must derive it per try, so that a retry is never handed an earlier
-    try's ended job (#64828), while a resend within one try still gets the same job back."""
-    if attempt is not None and "attempt" in inspect.signature(backend.submit).parameters:
-        return await backend.submit(job, key=key, attempt=attempt)  # type: ignore[call-arg]
-    return await backend.submit(job, key=key)
-
-
 class SparkJobTrigger(BaseTrigger):
     """Watch one Spark job until it ends, its deadline passes or the API stays unreachable.
 
@@ -124,8 +106,13 @@ class SparkJobTrigger(BaseTrigger):
     :param deadline: absolute epoch seconds after which the job is given up on, or ``None``.
     :param policy: a :class:`PollPolicy` as a dict.
     :param backend_options: JSON-safe options of the backend (never credentials).
-    :param stop_states: backend states that end the watch although not terminal (a sensor's
-        target and failure states, such as an EMR cluster's ``WAITING``).
+    :param target_states: backend states that end the watch as a success although they need not
+        be terminal (a sensor's targets; an EMR cluster's ``WAITING`` for "ready").
+    :param failure_states: backend states that end the watch as a failure, even where the
+        backend calls them a success or not terminal (a sensor's failure states). They win over
+        everything else: a job in a failure state is never reported as a success.
+    :param stop_states: the name ``target_states`` had before (kwargs stored in users' databases
+        still carry it); they are taken as target states, as they always were.
     :param owns_job: whether ``on_kill`` may cancel the job — true for operators that
         submitted it, false for sensors that only watch someone else's job.
     :param key: the key the job was submitted with; a status that carries another key means
@@ -148,6 +135,8 @@ class SparkJobTrigger(BaseTrigger):
         policy: Mapping[str, Any] | None = None,
         backend_options: Mapping[str, Any] | None = None,
         owns_job: bool = True,
+        target_states: Sequence[str] = (),
+        failure_states: Sequence[str] = (),
         stop_states: Sequence[str] = (),
         key: str | None = None,
         try_number: int | None = None,
@@ -164,7 +153,8 @@ class SparkJobTrigger(BaseTrigger):
             "policy": self.policy.to_dict(),
             "backend_options": dict(backend_options or {}),
             "owns_job": bool(owns_job),
-            "stop_states": sorted(stop_states),
+            "target_states": sorted({*target_states, *stop_states}),
+            "failure_states": sorted(failure_states),
             "key": key,
             "try_number": try_number,
             "started_at": None if started_at is None else float(started_at),
@@ -175,7 +165,8 @@ class SparkJobTrigger(BaseTrigger):
         self.deadline: float | None = self._kwargs["deadline"]
         self.backend_options: dict[str, Any] = self._kwargs["backend_options"]
         self.owns_job: bool = self._kwargs["owns_job"]
-        self.stop_states = frozenset(self._kwargs["stop_states"])
+        self.target_states: frozenset[str] = frozenset(self._kwargs["target_states"])
+        self.failure_states: frozenset[str] = frozenset(self._kwargs["failure_states"])
         self.key: str | None = key
         self.try_number = try_number
         self.started_at: float | None = self._kwargs["started_at"]
@@ -183,6 +174,11 @@ class SparkJobTrigger(BaseTrigger):
         self._fired = False
         #: set by the worker, which already read the connection; never serialized
         self.preloaded_connection: Connection | None = None
+
+    @property
+    def stop_states(self) -> frozenset[str]:
+        """Every backend state that ends the watch before the job is terminal."""
+        return self.target_states | self.failure_states
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return f"{type(self).__module__}.{type(self).__qualname__}", dict(self._kwargs)
@@ -345,6 +341,41 @@ class SparkJobTrigger(BaseTrigger):
         return None if state is None else str(state)
 
 
+class DefersToTrigger:
+    """What an operator and a sensor share: the trigger they defer to, and the one place its kwargs
+    are built.
+
+    The operator's defer, its ``deferrable=False`` loop, a sensor's defer and re-defer and its
+    ``start_from_trigger`` arguments all come through :meth:`trigger_kwargs`, so a backend whose
+    trigger takes one more argument overrides one method.
+    """
+
+    trigger_class: ClassVar[type[SparkJobTrigger]]
+    conn_id: str
+    backend_options: Mapping[str, Any]
+    poll_policy: PollPolicy
+
+    @property
+    def backend_class(self) -> type[Backend[Any]]:
+        return self.trigger_class.backend_class
+
+    def trigger_kwargs(self, job_id: str, **fields: Any) -> dict[str, Any]:
+        """The kwargs of this task's trigger watching ``job_id``: the connection, the poll policy
+        and the backend options of this task, plus ``fields`` (any other argument of
+        :class:`SparkJobTrigger`, such as ``deadline``, ``key`` or ``failure_states``)."""
+        return {
+            "conn_id": self.conn_id,
+            "job_id": str(job_id),
+            "policy": self.poll_policy.to_dict(),
+            "backend_options": dict(self.backend_options),
+            **fields,
+        }
+
+    def build_trigger(self, job_id: str, **fields: Any) -> SparkJobTrigger:
+        """This task's trigger watching ``job_id`` (see :meth:`trigger_kwargs`)."""
+        return self.trigger_class(**self.trigger_kwargs(job_id, **fields))
+
+
 async def watch_job(trigger: SparkJobTrigger, *, log: Any, rng: random.Random | None = None) -> JobEvent:
     """Poll ``trigger``'s job until it ends and return the one terminal event.
 
@@ -442,8 +473,7 @@ async def watch_job(trigger: SparkJobTrigger, *, log: Any, rng: random.Random | 
             log.info("Job %s is %s (%s)", trigger.job_id, status.backend_state, status.state.value)
             last_state = status.backend_state
         if status.is_terminal or status.backend_state in trigger.stop_states:
-            ok = status.state is JobState.SUCCEEDED or status.backend_state in trigger.stop_states
-            return event(EventStatus.for_final_state(ok), status)
+            return event(EventStatus.for_final_state(_succeeded(trigger, status)), status)
         now = clock.now()
         if trigger.deadline is not None and now >= trigger.deadline:
             log.error("Job %s passed its deadline while %s; the task will cancel it", trigger.job_id,
@@ -454,6 +484,13 @@ async def watch_job(trigger: SparkJobTrigger, *, log: Any, rng: random.Random | 
             log.info("Job %s still %s, elapsed %.0fs", trigger.job_id, status.backend_state, now - started)
             last_heartbeat = now
         await clock.sleep_until(_next_tick(now, policy.interval), trigger.deadline)
+
+
+def _succeeded(trigger: SparkJobTrigger, status: JobStatus) -> bool:
+    """Whether a job that ends the watch ended it as a success: a failure state never does."""
+    if status.backend_state in trigger.failure_states:
+        return False
+    return status.backend_state in trigger.target_states or status.state is JobState.SUCCEEDED
 
 
 class _DeadlineReached(Exception):

@@ -43,7 +43,7 @@ class Job:
     state: JobState = JobState.RUNNING
 
 
-class MemBackend(Backend):
+class MemBackend(Backend[SparkJob]):
     """Jobs in a dict; ``fail`` maps a method name to errors it raises next (one per call)."""
 
     name: ClassVar[str] = "mem"
@@ -73,7 +73,7 @@ class MemBackend(Backend):
     def _st(self, job: Job) -> JobStatus:
         return JobStatus(job.id, job.state, job.state.name, key=job.key)
 
-    async def submit(self, job: SparkJob, *, key: str) -> JobStatus:
+    async def submit(self, request: SparkJob, *, key: str, attempt: int) -> JobStatus:
         self._maybe_fail("submit")
         self.submits += 1
         new = Job(str(len(self.jobs) + 1), key)
@@ -93,7 +93,7 @@ class MemBackend(Backend):
         self._maybe_fail("find_jobs")
         return [self._st(j) for j in reversed(self.jobs.values()) if key_family(j.key) == family]
 
-    async def cancel(self, job_id: str) -> None:
+    async def cancel(self, job_id: str, *, key: str | None) -> None:
         self._maybe_fail("cancel")
         self.cancelled.append(job_id)
         job = self.jobs.get(job_id)
@@ -259,9 +259,9 @@ def test_the_ledger_records_intent_before_submitting() -> None:
     world = MemBackend.world = LedgerMemBackend()
     original = world.submit
 
-    async def submit(job: SparkJob, *, key: str) -> JobStatus:
+    async def submit(request: SparkJob, *, key: str, attempt: int) -> JobStatus:
         seen.append(read_entry(ledger, key_family(key), "mem"))
-        return await original(job, key=key)
+        return await original(request, key=key, attempt=attempt)
 
     world.submit = submit  # type: ignore[method-assign]
     trigger = defer(op(LedgerMemOperator, ledger=ledger), ctx())
@@ -527,3 +527,41 @@ def test_a_sensor_waits_again_after_unreachable_while_the_job_runs(world: MemBac
     assert again.value.trigger.recheck == 1  # type: ignore[attr-defined]
     world.jobs["1"].state = JobState.SUCCEEDED
     assert sensor.execute_complete(ctx(), {**event, "recheck": 1}) == "1"  # type: ignore[arg-type]
+
+
+# -- issue 10: a sensor's failure state is a failure, in the event too ------------------------------------
+
+
+def _sensor_event(world: MemBackend, state: JobState, **sensor_args: Any) -> tuple[MemSensor, dict[str, Any]]:
+    world.jobs["1"] = Job("1", job_key("d", "t", "r"), state)
+    sensor = MemSensor(task_id="watch", job_id="1", poke_interval=1, **sensor_args)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(ctx())  # type: ignore[arg-type]
+    [event] = events_of(rebuild(deferred.value.trigger))  # type: ignore[arg-type]
+    return sensor, event
+
+
+@pytest.mark.parametrize("state", [JobState.RUNNING, JobState.SUCCEEDED])
+def test_a_sensor_failure_state_ends_the_watch_as_a_failure_and_fails_the_task(world: MemBackend,
+                                                                               state: JobState) -> None:
+    """A failure state that is not terminal (EMR's CANCEL_PENDING) or that the backend calls a success
+    must never end the watch as "success": the event says failed, and the sensor fails."""
+    sensor, event = _sensor_event(world, state, failure_states=[state.name])
+    assert event["status"] == "failed" and event["backend_state"] == state.name
+    with pytest.raises(SparkJobFailed, match=state.name):
+        sensor.execute_complete(ctx(), event)  # type: ignore[arg-type]
+
+
+def test_a_sensor_target_state_ends_the_watch_as_a_success(world: MemBackend) -> None:
+    sensor, event = _sensor_event(world, JobState.RUNNING, target_states=["RUNNING"])
+    assert event["status"] == "success"
+    assert sensor.execute_complete(ctx(), event) == "1"  # type: ignore[arg-type]
+
+
+def test_stored_kwargs_with_the_old_stop_states_still_load_and_stop_there(world: MemBackend) -> None:
+    """Kwargs stored before target/failure states existed carry ``stop_states``: still a target."""
+    world.jobs["1"] = Job("1", job_key("d", "t", "r"), JobState.RUNNING)
+    trigger = MemTrigger(conn_id=CONN, job_id="1", owns_job=False, stop_states=["RUNNING"])
+    assert trigger.stop_states == {"RUNNING"} and rebuild(trigger).serialize() == trigger.serialize()
+    [event] = events_of(trigger)
+    assert event["status"] == "success" and event["backend_state"] == "RUNNING"
