@@ -46,7 +46,6 @@ from airflow_spark_async.core.http import MAX_RETRY_AFTER, request_json
 from airflow_spark_async.core.options import BackendOptions, option
 from airflow_spark_async.core.retry import Backoff, retry_call
 from airflow_spark_async.core.runtime import Runtime
-from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.databricks.auth import DatabricksSettings, SdkAuth
 from airflow_spark_async.databricks.compat.connection import settings_from_connection
@@ -226,7 +225,9 @@ class DatabricksBackend(Backend):
 
     # -- the Backend protocol ------------------------------------------------------------------
 
-    async def submit(self, job: SparkJob, *, key: str) -> JobStatus:
+    async def submit(self, job: DatabricksRun, *, key: str, attempt: int = 1) -> JobStatus:
+        """Send the run (its token is this try's: the operator derived it from ``key`` and ``attempt``,
+        and recorded it before sending), or reattach to the earlier try's run of ``earlier_token``."""
         if not isinstance(job, DatabricksRun):
             raise ConfigurationError(
                 "the Databricks backend submits DatabricksRun requests; run a SparkJob with "
@@ -284,8 +285,9 @@ class DatabricksBackend(Backend):
             params["page_token"] = token
         return found
 
-    async def cancel(self, job_id: str) -> None:
-        """``runs/cancel``; cancelling is asynchronous (TERMINATING, then TERMINATED/CANCELED)."""
+    async def cancel(self, job_id: str, *, key: str | None = None) -> None:
+        """``runs/cancel``; cancelling is asynchronous (TERMINATING, then TERMINATED/CANCELED).
+        ``key`` is not compared: Databricks never reuses a run id, and a run does not carry our key."""
         if not str(job_id).isdigit():
             return
         try:
