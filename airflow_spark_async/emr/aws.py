@@ -1,41 +1,44 @@
-"""The AWS plumbing of the EMR backends: settings, shared clients, throttling, error translation.
+"""The AWS layer the three EMR backends share: settings, shared clients, error translation, and
+the backend base with paging, cancelling and S3 log tails.
 
-Why a module of its own: both EMR backends (steps on EC2 clusters, Serverless job runs) talk
-to AWS the same way, and the official provider's smells start exactly here — a hook per service
-that reads credentials, builds clients, retries and maps errors, each slightly differently.
-Here each of those is done once:
+Why a module of its own: the backends (steps on EC2 clusters, the clusters themselves,
+Serverless job runs) talk to AWS the same way, and the official provider's smells start exactly
+here — a hook per service that reads credentials, builds clients, retries and maps errors, each
+slightly differently. Here each of those is done once:
 
 * :class:`AwsSettings` — an Airflow ``aws`` connection parsed once (the field names are the
   amazon provider's, so an existing connection works unchanged) plus the operator's
-  ``region_name`` / ``verify`` / ``botocore_config`` overrides.
+  ``region_name`` / ``verify`` / ``botocore_config`` overrides (:class:`AwsOptions`).
 * :func:`aws_client` — one aiobotocore client per (connection, region, endpoint, service) and
-  event loop, shared by every trigger of the triggerer. The session is built and the service
+  event loop, shared by every trigger of the triggerer, behind one core
+  :class:`~airflow_spark_async.core.retry.ThrottleGate`. The session is built and the service
   models are parsed in a worker thread, so the event loop never waits on disk.
-* :class:`ThrottleGate` — when AWS answers ``ThrottlingException`` (or HTTP 429), every caller
-  of that client slows down, with jitter, so a thousand triggers do not retry in lock-step.
 * :func:`translate_error` — botocore and transport errors become the core's error tree here
   and nowhere else.
+* :class:`AwsBackend` — what every EMR backend does alike: build itself from a connection,
+  page a list call, cancel with bounded retries, read a log tail from S3, console URLs.
 
 botocore's own retries are switched off: a retried ``AddJobFlowSteps`` could add the steps
 twice (the API has no client token), and a retry hidden inside botocore would hide the
-throttling that :class:`ThrottleGate` must see. The core's poll loop owns retries.
+throttling that the gate must see. The core's poll loop and ``retry_call`` own retries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
-import random
 import re
 import threading
 import weakref
+import zlib
 from collections import Counter
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 # Imported with the module (the triggerer imports trigger classes before running them), not on
 # first use: importing aiobotocore takes most of a second, which must not stall the event loop.
@@ -46,7 +49,7 @@ from aiobotocore.session import AioSession  # type: ignore[import-untyped]
 from botocore import exceptions as bx  # type: ignore[import-untyped]
 from botocore.loaders import create_loader  # type: ignore[import-untyped]
 
-from airflow_spark_async.core import clock as core_clock
+from airflow_spark_async.core.backend import Backend
 from airflow_spark_async.core.connections import aload_connection
 from airflow_spark_async.core.errors import (
     AuthError,
@@ -58,28 +61,25 @@ from airflow_spark_async.core.errors import (
     RequestRejected,
     ServerError,
 )
-from airflow_spark_async.core.http import MAX_RETRY_AFTER, cap_retry_after, close_with_loop, parse_retry_after
-from airflow_spark_async.core.policy import PollPolicy
+from airflow_spark_async.core.http import close_with_loop, parse_retry_after
+from airflow_spark_async.core.options import BackendOptions
+from airflow_spark_async.core.retry import Backoff, ThrottleGate, retry_call
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
 __all__ = [
+    "AwsBackend",
     "AwsClient",
+    "AwsOptions",
     "AwsSettings",
     "CredentialsExpired",
-    "ThrottleGate",
     "aws_client",
     "console_base",
     "translate_error",
-    "validate_aws_options",
 ]
 
 log = logging.getLogger(__name__)
-
-#: backend options every AWS backend accepts: the operator's ``region_name``, ``verify`` and
-#: ``botocore_config``, forwarded into the trigger (the official triggers drop the region).
-AWS_OPTIONS = frozenset({"region_name", "verify", "botocore_config"})
 
 #: error codes botocore's standard retry mode treats as throttling (botocore/retries/standard.py)
 THROTTLING_CODES = frozenset(
@@ -130,9 +130,14 @@ NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NoSuchKey", "NotFound
 
 #: how long a replaced client (after a credential change) stays open for calls still in flight
 RETIRE_AFTER = 60.0
-#: the longest a call waits at a closed :class:`ThrottleGate`; a longer closure fails the call as
-#: rate limited, so the waiting happens where the trigger's deadline is known (the core's loop)
-GATE_MAX_WAIT = 10.0
+#: calls of a cancel request that meets transient errors, and the delays between them — cancelling
+#: is the one call whose failure leaves a job running behind a finished task; it runs inside
+#: on_kill's budget or a finishing task, so no delay is long, whatever the server hints
+CANCEL_ATTEMPTS = 3
+CANCEL_BACKOFF = Backoff(base=1.0, max_delay=10.0)
+#: most compressed bytes of a log file read to show its tail (the tail of a gzip stream can
+#: only be reached by reading it from the start)
+LOG_READ_LIMIT = 16 * 1024 * 1024
 
 
 class CredentialsExpired(AuthError):
@@ -191,20 +196,21 @@ def translate_error(exc: BaseException, what: str) -> BackendError | Configurati
     return ServerError(f"{what} failed unexpectedly: {type(exc).__name__}: {_clean(str(exc))}")
 
 
-def validate_aws_options(options: Mapping[str, Any], allowed: frozenset[str], owner: str) -> None:
-    """Reject unknown backend options and badly typed AWS ones, naming what is accepted."""
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise ConfigurationError(f"{owner}: unknown backend option(s) {unknown}; known: {sorted(allowed)}")
-    region = options.get("region_name")
-    if region is not None and (not isinstance(region, str) or not region.strip()):
-        raise ConfigurationError(f"{owner}: region_name must be a non-empty string, got {region!r}")
-    config = options.get("botocore_config")
-    if config is not None and not isinstance(config, Mapping):
-        raise ConfigurationError(f"{owner}: botocore_config must be a dict of botocore Config arguments")
-    verify = options.get("verify")
-    if verify is not None and not isinstance(verify, (bool, str)):
-        raise ConfigurationError(f"{owner}: verify must be a bool or the path of a CA bundle, got {verify!r}")
+@dataclasses.dataclass(frozen=True)
+class AwsOptions(BackendOptions):
+    """The backend options every AWS backend accepts: the operator's ``region_name``, ``verify`` and
+    ``botocore_config``, forwarded into the trigger (the official triggers drop the region)."""
+
+    what: ClassVar[str] = "EMR backend options"
+    region_name: str | None = None
+    verify: bool | str | None = None
+    botocore_config: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.verify is not None and not isinstance(self.verify, (bool, str)):
+            raise ConfigurationError(f"{self.what}: verify must be a bool or the path of a CA bundle, "
+                                     f"got {self.verify!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,72 +320,6 @@ def console_base(settings: AwsSettings) -> str:
     return f"https://console.{domain}"
 
 
-class ThrottleGate:
-    """Slows every caller of one client down after AWS throttled one of them.
-
-    Each throttling answer pushes the gate's opening further out — exponential in the number
-    of consecutive throttles, "equal jitter" (half fixed, half random), never shorter than a
-    ``Retry-After`` — and each waiter adds its own random share when the gate opens, so the
-    callers held back together do not come back together. A successful call lowers the
-    strike count again.
-
-    **Bounded waits.** A throttle hint is validated and capped like every ``Retry-After``
-    (:func:`~airflow_spark_async.core.http.cap_retry_after`: at most ``MAX_RETRY_AFTER``, never
-    ``inf``/``nan``/negative), and the gate never holds a caller for long: a caller waits at most
-    ``max_wait`` seconds (and never past its own ``budget``); when the gate stays closed longer,
-    the call fails at once with :class:`RateLimitedError` carrying the time left as
-    ``retry_after``. The long wait then happens in the core's poll loop, which sleeps bounded by
-    the trigger's deadline and counts it against the error budget — so one throttled client can
-    never hold a trigger past its deadline, the way a hidden sleep inside the gate could.
-    """
-
-    def __init__(self, *, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None,
-                 clock: Callable[[], float] | None = None, max_wait: float = GATE_MAX_WAIT) -> None:
-        #: the core's back-off rule, applied to the count of consecutive throttles
-        self.policy = PollPolicy(backoff_base=base, backoff_max=cap)
-        self.rng = rng or random.Random()
-        self.clock: Callable[[], float] = clock or core_clock.monotonic
-        self.max_wait = max_wait
-        self.strikes = 0
-        self.not_before = 0.0
-        self._spread = 0.0
-        self.throttles = 0  # observable, for tests and benchmarks
-
-    def delay(self) -> float:
-        """Seconds until this caller may go: the gate's opening plus a random share of its spread."""
-        wait = self.not_before - self.clock()
-        return 0.0 if wait <= 0 else wait + self.rng.uniform(0, self._spread)
-
-    async def wait(self, *, budget: float | None = None) -> None:
-        """Wait for the gate to open, for at most ``max_wait`` (and ``budget``) seconds in all.
-
-        Raises :class:`RateLimitedError` — before sleeping — when the gate would open later than that.
-        """
-        limit = self.max_wait if budget is None else max(0.0, min(self.max_wait, budget))
-        until = self.clock() + limit
-        # a deadline that further throttles may push out, not an event: hence sleep-and-recheck
-        while (pause := self.delay()) > 0:
-            if self.clock() + pause > until:
-                raise RateLimitedError(
-                    f"AWS is throttling this client; the gate opens in {pause:.1f}s, later than this call may wait",
-                    retry_after=cap_retry_after(pause),
-                )
-            await asyncio.sleep(pause)
-
-    def throttled(self, retry_after: float | None = None) -> float:
-        """Record a throttling answer; returns how long the gate is now closed."""
-        self.throttles += 1
-        self.strikes += 1
-        pause = self.policy.backoff(self.strikes, retry_after=cap_retry_after(retry_after), rng=self.rng)
-        pause = min(pause, MAX_RETRY_AFTER)
-        self.not_before = max(self.not_before, self.clock() + pause)
-        self._spread = pause / 2
-        return pause
-
-    def succeeded(self) -> None:
-        self.strikes = max(0, self.strikes - 1)
-
-
 _LOADER_LOCK = threading.Lock()
 _LOADER: Any = None
 
@@ -411,7 +351,7 @@ def _new_session(settings: AwsSettings, service: str) -> Any:
 
 class AwsClient:
     """One aiobotocore client of one service, shared by every backend of an event loop that uses
-    the same connection, region and endpoint — with its :class:`ThrottleGate`.
+    the same connection, region and endpoint — with its throttle gate.
 
     The client behind it is replaced (and the old one closed a little later) when the
     connection's credentials change, either because a rebuilt backend read rotated keys or
@@ -434,12 +374,14 @@ class AwsClient:
     async def call(self, operation: str, *, deadline: float | None = None, **params: Any) -> dict[str, Any]:
         """Call ``operation`` (the botocore method name, ``list_steps``) and return its answer.
 
-        ``deadline`` (epoch seconds) bounds the wait at a closed throttle gate, besides the gate's
-        own ``max_wait``. Raises the core's errors (see :func:`translate_error`); ``CancelledError``
-        passes through.
+        One call through the client's gate: a throttling answer closes the gate for every caller,
+        and ``deadline`` (epoch seconds) bounds the wait at a closed gate. Credentials that AWS
+        says expired are reloaded from the connection and the call is sent once more. Raises the
+        core's errors (see :func:`translate_error`); ``CancelledError`` passes through.
         """
-        for attempt in (1, 2):
-            await self.gate.wait(budget=None if deadline is None else deadline - core_clock.now())
+        what = f"{self.service} {operation}"
+
+        async def send() -> dict[str, Any]:
             client = await self._ensure()
             self.calls[operation] += 1
             try:
@@ -447,22 +389,16 @@ class AwsClient:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                error = translate_error(exc, f"{self.service} {operation}")
-                cause: BaseException = exc
-            else:
-                self.gate.succeeded()
-                return answer
-            if isinstance(error, RateLimitedError):
-                pause = self.gate.throttled(error.retry_after)
-                log.warning("AWS throttled %s %s; every caller of this client waits %.1fs", self.service, operation,
-                            pause)
-            if isinstance(error, CredentialsExpired) and attempt == 1:
-                log.warning("The credentials of connection %r expired; reloading them and retrying %s once",
-                            self.settings.conn_id, operation)
-                await self.reload()
-                continue
-            raise error from cause
-        raise AssertionError("unreachable")  # pragma: no cover
+                raise translate_error(exc, what) from exc
+            return answer
+
+        try:
+            return await retry_call(send, attempts=1, what=what, deadline=deadline, gate=self.gate)
+        except CredentialsExpired:
+            log.warning("The credentials of connection %r expired; reloading them and retrying %s once",
+                        self.settings.conn_id, operation)
+            await self.reload()
+            return await retry_call(send, attempts=1, what=what, deadline=deadline, gate=self.gate)
 
     async def update(self, settings: AwsSettings) -> None:
         """Adopt freshly read settings; a credential change replaces the client."""
@@ -609,3 +545,126 @@ async def aws_client(settings: AwsSettings, service: str) -> AwsClient:
     else:
         await client.update(settings)
     return client
+
+
+class AwsBackend(Backend):
+    """A backend on one AWS service, reached through the shared client of its connection.
+
+    Subclasses name their botocore ``service`` and their :attr:`Options` (a subclass of
+    :class:`AwsOptions`); the parsed options are :attr:`settings_options`.
+    """
+
+    #: the botocore service name
+    service: ClassVar[str]
+    #: the backend options this backend accepts (besides them, none)
+    Options: ClassVar[type[AwsOptions]] = AwsOptions
+
+    def __init__(self, settings: AwsSettings, client: AwsClient, options: Mapping[str, Any]) -> None:
+        self.settings = settings
+        self.client = client
+        self.backend_options = dict(options)
+        self.opts = self.Options.from_options(options)
+
+    @classmethod
+    async def from_connection(cls, conn: Connection, options: Mapping[str, Any]) -> AwsBackend:
+        cls.validate_options(options)
+        settings = AwsSettings.from_connection(conn, options)
+        return cls(settings, await aws_client(settings, cls.service), options)
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> None:
+        cls.Options.from_options(options)
+
+    @property
+    def watch_key(self) -> str:
+        """The client's identity: every trigger of one (connection, region, endpoint) shares a watcher."""
+        return self.settings.client_key(self.service)
+
+    def required(self, name: str) -> Any:
+        """An option the operation cannot do without (the operators set them)."""
+        value = getattr(self.opts, name)
+        if not value:
+            raise ConfigurationError(f"{type(self).__name__}: the backend option {name!r} is required here")
+        return value
+
+    @property
+    def console(self) -> str:
+        return console_base(self.settings)
+
+    @property
+    def region(self) -> str:
+        return self.settings.region_name or "us-east-1"
+
+    async def call(self, operation: str, **params: Any) -> dict[str, Any]:
+        return await self.client.call(operation, **params)
+
+    async def paged(self, operation: str, items: str, token: str, *, max_pages: int | None = None,
+                    **params: Any) -> AsyncIterator[dict[str, Any]]:
+        """Items of a paged list call; ``token`` names the paging field of request and response."""
+        pages = 0
+        while True:
+            answer = await self.call(operation, **params)
+            listed = answer.get(items)
+            if not isinstance(listed, list):
+                raise ServerError(f"{self.service} {operation} answered without {items!r}")
+            for item in listed:
+                if isinstance(item, dict):
+                    yield item
+            pages += 1
+            next_token = answer.get(token)
+            if not next_token or (max_pages is not None and pages >= max_pages):
+                return
+            params[token] = next_token
+
+    async def cancel_with_retries(self, operation: str, what: str, **params: Any) -> dict[str, Any] | None:
+        """Send a cancel request, retrying transient failures a few times (bounded delays).
+
+        Returns ``None`` when the service says there is nothing to cancel (the job ended, the
+        cluster is gone): cancelling must not fail on a job that already finished.
+        """
+        try:
+            return await retry_call(lambda: self.call(operation, **params), attempts=CANCEL_ATTEMPTS,
+                                    what=f"cancelling {what}", policy=CANCEL_BACKOFF)
+        except (RequestRejected, JobNotFoundError) as exc:
+            log.info("Nothing to cancel for %s: %s", what, exc)
+            return None
+
+    def s3_console_url(self, uri: str, path: str) -> str:
+        """The S3 console page of ``path`` under the folder ``uri`` (``s3://bucket/prefix``)."""
+        bucket, _, prefix = uri.split("://", 1)[1].partition("/")
+        prefix = f"{prefix.rstrip('/')}/" if prefix else ""
+        return f"{self.console}/s3/buckets/{bucket}?region={self.region}&prefix={prefix}{path}"
+
+    async def log_tails(self, folder: str, label: str, tail_lines: int) -> str | None:
+        """Tails of ``stdout.gz`` and ``stderr.gz`` in the S3 ``folder``, each under a header."""
+        parts = []
+        for stream in ("stdout", "stderr"):
+            tail = await self.s3_tail(f"{folder}/{stream}.gz", tail_lines)
+            if tail:
+                parts.append(f"----- {label} {stream} -----\n{tail}")
+        return "\n".join(parts) or None
+
+    async def s3_tail(self, uri: str, tail_lines: int) -> str | None:
+        """The last lines of a (possibly gzipped) log file on S3, or ``None`` if it is not there."""
+        if not uri.startswith("s3://"):
+            return None
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        s3 = await aws_client(self.settings, "s3")
+        try:
+            answer = await s3.call("get_object", Bucket=bucket, Key=key)
+        except (JobNotFoundError, RequestRejected):
+            return None
+        lines: collections.deque[str] = collections.deque(maxlen=tail_lines)
+        inflate = zlib.decompressobj(wbits=47) if key.endswith(".gz") else None  # 47: gzip or zlib header
+        pending = ""
+        read = 0
+        async with answer["Body"] as body:
+            while read < LOG_READ_LIMIT and (chunk := await body.read(256 * 1024)):
+                read += len(chunk)
+                data = inflate.decompress(chunk) if inflate else chunk
+                text = pending + data.decode("utf-8", errors="replace")
+                *complete, pending = text.split("\n")
+                lines.extend(complete)
+        if pending:
+            lines.append(pending)
+        return "\n".join(lines) or None

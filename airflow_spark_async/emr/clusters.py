@@ -39,8 +39,7 @@ from airflow_spark_async.core.errors import ConfigurationError, JobNotFoundError
 from airflow_spark_async.core.keys import parse_key
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
-from airflow_spark_async.emr.aws import AWS_OPTIONS
-from airflow_spark_async.emr.base import AwsBackend
+from airflow_spark_async.emr.aws import AwsBackend, AwsOptions
 
 __all__ = [
     "ACTIVE_CLUSTER_STATES",
@@ -151,6 +150,13 @@ def cluster_links(backend: AwsBackend, cluster_id: str, log_uri: str | None = No
 
 
 @dataclasses.dataclass(frozen=True)
+class ClusterOptions(AwsOptions):
+    """``stop_states`` is read by the trigger: the cluster states that end a watch early."""
+
+    stop_states: list[str] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class JobFlowRequest:
     """What :class:`~airflow_spark_async.emr.operators.EmrCreateJobFlowOperator` submits:
     the ``RunJobFlow`` arguments (the EMR connection's extra, overridden by the task's)."""
@@ -164,8 +170,7 @@ class EmrClusterBackend(AwsBackend):
     name: ClassVar[str] = "emr_cluster"
     service: ClassVar[str] = "emr"
     supports_find_by_key: ClassVar[bool] = True
-    #: ``stop_states`` is read by the trigger (the cluster states that end a watch early)
-    options: ClassVar[frozenset[str]] = AWS_OPTIONS | {"stop_states"}
+    Options: ClassVar[type[AwsOptions]] = ClusterOptions
 
     async def submit(self, job: SparkJob | JobFlowRequest, *, key: str) -> JobStatus:  # type: ignore[override]
         if not isinstance(job, JobFlowRequest):

@@ -30,27 +30,33 @@ point but leave the job running).
 
 from __future__ import annotations
 
-import ast
-import json
 import time
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
 from airflow_spark_async.core.backend import Backend, JobStatus
-from airflow_spark_async.core.connections import load_connection
-from airflow_spark_async.core.errors import ConfigurationError
+from airflow_spark_async.core.errors import BackendError, ConfigurationError
 from airflow_spark_async.core.events import EventStatus, JobEvent
-from airflow_spark_async.core.fields import Alias
 from airflow_spark_async.core.keys import job_key_from_context
 from airflow_spark_async.core.links import push_links
 from airflow_spark_async.core.operator import SparkJobFailed, SparkJobOperator, default_deferrable, seconds
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.core.sync import run_sync
-from airflow_spark_async.core.watcher import get_backend
+from airflow_spark_async.core.sync import call_backend
+from airflow_spark_async.core.trigger import cancel_job
 from airflow_spark_async.emr.clusters import EmrClusterBackend, JobFlowRequest, cluster_id_by_name, cluster_links
+from airflow_spark_async.emr.compat import (
+    AWS_TEMPLATE_FIELDS,
+    WAIT_POLICY_STATES,
+    AwsArgs,
+    WaitPolicy,
+    job_flow_config,
+    official_waiter,
+    parse_steps,
+    parse_wait_policy,
+    waiter_timeout,
+)
 from airflow_spark_async.emr.ids import JobRunRef, StepsRef
 from airflow_spark_async.emr.links import (
     EmrClusterLink,
@@ -77,105 +83,27 @@ __all__ = [
     "WaitPolicy",
 ]
 
-AWS_TEMPLATE_FIELDS = ("conn_id", "region_name", "verify")
+#: the AWS arguments every EMR operator takes (see :class:`~airflow_spark_async.emr.compat.AwsArgs`)
+AWS_ARGS = ("aws_conn_id", "conn_id", "region_name", "verify", "botocore_config")
 
 
-class WaitPolicy:
-    """The official ``WaitPolicy`` values (it is a ``str`` enum there, so either form works)."""
-
-    WAIT_FOR_COMPLETION = "wait_for_completion"
-    WAIT_FOR_STEPS_COMPLETION = "wait_for_steps_completion"
-
-
-#: cluster states that end EmrCreateJobFlowOperator's wait, per policy (the official waiters'
-#: success states; TERMINATED after ALL_STEPS_COMPLETED counts as success by itself)
-WAIT_POLICY_STATES: dict[str, tuple[str, ...]] = {
-    WaitPolicy.WAIT_FOR_COMPLETION: ("WAITING", "RUNNING"),
-    WaitPolicy.WAIT_FOR_STEPS_COMPLETION: ("TERMINATED",),
-}
-
-
-def _no_openlineage(value: bool) -> None:
-    if value:
-        raise ConfigurationError(
-            "openlineage_inject_parent_job_info / openlineage_inject_transport_info are not supported by "
-            "airflow-spark-async's EMR operators; remove them (or set spark.openlineage.* in the job's conf)"
-        )
-
-
-class AwsArgs:
-    """The official AWS arguments: ``aws_conn_id``, ``region_name``, ``verify``, ``botocore_config``.
-
-    ``aws_conn_id`` is the core's ``conn_id``. Region, TLS and botocore settings become backend
-    options, so they reach the trigger (and the worker that resumes the task) with the job id;
-    ``backend_options`` is computed from the rendered attributes whenever it is read.
-    """
-
-    conn_id: str
-    region_name: str | None
-    verify: bool | str | None
-    botocore_config: dict[str, Any] | None
-
-    def _init_aws(self, aws_conn_id: str | None, conn_id: str | None, region_name: str | None,
-                  verify: bool | str | None, botocore_config: Mapping[str, Any] | None) -> str:
-        """Keep the AWS arguments (before the core's ``__init__`` reads ``backend_options``) and
-        return the connection id to hand the core."""
-        self.region_name = region_name
-        self.verify = verify
-        self.botocore_config = dict(botocore_config) if botocore_config else None
-        if conn_id:
-            return conn_id
-        if aws_conn_id is None:
-            raise ConfigurationError(
-                "aws_conn_id=None (boto3's default credentials without an Airflow connection) is not supported: "
-                "create an 'aws' connection without login and password instead — it uses the same default chain"
-            )
-        return aws_conn_id
-
-    aws_conn_id = Alias("conn_id")
-
-    @property
-    def backend_options(self) -> dict[str, Any]:
-        options = dict(getattr(self, "_user_backend_options", {}))
-        for name in ("region_name", "verify", "botocore_config"):
-            if (value := getattr(self, name, None)) is not None:
-                options[name] = value
-        options.update(self._watch_options())
-        return options
-
-    @backend_options.setter
-    def backend_options(self, value: Mapping[str, Any] | None) -> None:
-        self._user_backend_options = dict(value or {})
-
-    def _watch_options(self) -> dict[str, Any]:
-        """Backend options of this task beyond the AWS ones (cluster, application, stop states)."""
-        return {}
-
-
-def _waiter(poll_interval: float | None, waiter_delay: float | None, waiter_max_attempts: int | None,
-            job_timeout: timedelta | float | None, default_delay: float) -> tuple[float, timedelta | float | None]:
-    """(poll interval, job timeout) from our arguments or the official waiter ones."""
-    interval = poll_interval if poll_interval is not None else (waiter_delay if waiter_delay is not None
-                                                                else default_delay)
-    if job_timeout is None and waiter_max_attempts is not None:
-        job_timeout = float(interval) * check_attempts(waiter_max_attempts, "waiter_max_attempts")
-    return interval, job_timeout
-
-
-def check_attempts(value: Any, name: str) -> int:
-    """An official ``*max_attempts`` argument, checked: an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
+def _aws(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Take the AWS arguments out of ``kwargs`` (the rest go to the core operator)."""
+    return {name: kwargs.pop(name) for name in AWS_ARGS if name in kwargs}
 
 
 class _EmrJobOperator(AwsArgs, SparkJobOperator):
     """The core operator with the AWS arguments. Like every core operator it waits for the job
-    (``deferrable`` chooses where) and returns the job id; the official twins below override the
+    (``deferrable`` chooses where) and returns the job id; the official twins below set the
     core's :attr:`waits` and :meth:`result` to behave as the amazon provider's operators do."""
 
     default_conn_id: ClassVar[str] = "aws_default"
     ui_color = "#f9c915"
+
+    def __init__(self, *, aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
+        aws = _aws(kwargs)
+        conn_id = self.init_aws(aws_conn_id, **aws)
+        super().__init__(conn_id=conn_id, **kwargs)
 
 
 class EmrStepsOperator(_EmrJobOperator):
@@ -209,33 +137,18 @@ class EmrStepsOperator(_EmrJobOperator):
     template_ext: Sequence[str] = (".json",)
     template_fields_renderers = {"steps": "json"}
 
-    def __init__(
-        self,
-        *,
-        job_flow_id: str | None = None,
-        job_flow_name: str | None = None,
-        cluster_states: list[str] | None = None,
-        steps: list[dict[str, Any]] | str | None = None,
-        job: SparkJob | Mapping[str, Any] | None = None,
-        execution_role_arn: str | None = None,
-        action_on_failure: str = "CONTINUE",
-        deploy_mode: str = "cluster",
-        aws_conn_id: str | None = "aws_default",
-        conn_id: str | None = None,
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict[str, Any] | None = None,
-        poll_interval: float = 30.0,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, job_flow_id: str | None = None, job_flow_name: str | None = None,
+                 cluster_states: list[str] | None = None, steps: list[dict[str, Any]] | str | None = None,
+                 job: SparkJob | Mapping[str, Any] | None = None, execution_role_arn: str | None = None,
+                 action_on_failure: str = "CONTINUE", deploy_mode: str = "cluster", poll_interval: float = 30.0,
+                 **kwargs: Any) -> None:
         if (job_flow_id is None) == (job_flow_name is None):
             raise ConfigurationError(f"{type(self).__name__}: give exactly one of job_flow_id and job_flow_name")
         if (job is None) == (not steps):
             raise ConfigurationError(f"{type(self).__name__}: give either steps (raw StepConfigs) or job (a SparkJob)")
         check_step_options(action_on_failure=action_on_failure, deploy_mode=deploy_mode)
-        self._cluster_id: str | None = None  # resolved in execute (job_flow_name needs the API)
-        conn_id = self._init_aws(aws_conn_id, conn_id, region_name, verify, botocore_config)
-        super().__init__(job=job, conn_id=conn_id, poll_interval=poll_interval, **kwargs)
+        self.cluster_id: str | None = None  # resolved in execute (job_flow_name needs the API)
+        super().__init__(job=job, poll_interval=poll_interval, **kwargs)
         self.job_flow_id = job_flow_id
         self.job_flow_name = job_flow_name
         self.cluster_states = cluster_states or []
@@ -244,28 +157,25 @@ class EmrStepsOperator(_EmrJobOperator):
         self.action_on_failure = action_on_failure
         self.deploy_mode = deploy_mode
 
-    def _watch_options(self) -> dict[str, Any]:
-        return {"cluster_id": self._cluster_id} if self._cluster_id else {}
+    def watch_options(self) -> dict[str, Any]:
+        return {"cluster_id": self.cluster_id} if self.cluster_id else {}
 
     def execute(self, context: Context) -> Any:
-        self._connection()  # a missing connection fails here, before anything is sent
-        self._cluster_id = self.job_flow_id or self.backend_call(self._cluster_by_name)
+        self.cluster_id = self.job_flow_id or self.backend_call(self._cluster_by_name)
         if self.do_xcom_push:
-            context["ti"].xcom_push(key="job_flow_id", value=self._cluster_id)
+            context["ti"].xcom_push(key="job_flow_id", value=self.cluster_id)
         return super().execute(context)
 
     async def _cluster_by_name(self, backend: Backend) -> str:
         return await cluster_id_by_name(backend, str(self.job_flow_name), self.cluster_states)  # type: ignore[arg-type]
 
     def build_job(self, context: Context) -> StepsRequest:  # type: ignore[override]
-        if self.job is not None:
-            steps: list[Mapping[str, Any]] = [
-                spark_step(super().build_job(context), action_on_failure=self.action_on_failure,
-                           deploy_mode=self.deploy_mode)
-            ]
+        if self.job is None:
+            steps = parse_steps(self.steps)
         else:
-            steps = _parse_steps(self.steps)
-        return StepsRequest(self._cluster_id, tuple(steps), self.execution_role_arn or None)
+            job = super().build_job(context)
+            steps = [spark_step(job, action_on_failure=self.action_on_failure, deploy_mode=self.deploy_mode)]
+        return StepsRequest(self.cluster_id, tuple(steps), self.execution_role_arn or None)
 
 
 class EmrAddStepsOperator(EmrStepsOperator):
@@ -278,20 +188,8 @@ class EmrAddStepsOperator(EmrStepsOperator):
     The step sensor of an official DAG keeps working: a step that already ended satisfies it.
     """
 
-    def __init__(
-        self,
-        *,
-        wait_for_completion: bool = False,
-        waiter_delay: int | None = None,
-        waiter_max_attempts: int | None = None,
-        poll_interval: float | None = None,
-        job_timeout: timedelta | float | None = None,
-        openlineage_inject_parent_job_info: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        _no_openlineage(openlineage_inject_parent_job_info)
-        interval, timeout = _waiter(poll_interval, waiter_delay, waiter_max_attempts, job_timeout, 30.0)
-        super().__init__(poll_interval=interval, job_timeout=timeout, **kwargs)
+    def __init__(self, *, wait_for_completion: bool = False, **kwargs: Any) -> None:
+        super().__init__(**official_waiter(kwargs, 30.0))
         self.wait_for_completion = wait_for_completion
 
     @property
@@ -300,32 +198,6 @@ class EmrAddStepsOperator(EmrStepsOperator):
 
     def result(self, context: Context, job_id: str) -> list[str]:
         return list(StepsRef.parse(job_id).step_ids)
-
-
-def _parse_literal(text: str, what: str, kind: str) -> Any:
-    """A string argument holding a ``kind`` (list, dict): JSON, or a Python literal as the official
-    operators read it (from XCom or a rendered ``.json`` file)."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        try:
-            return ast.literal_eval(text)
-        except (ValueError, SyntaxError) as exc:
-            raise ConfigurationError(f"{what} is a string that is neither JSON nor a Python {kind}: {exc}") from exc
-
-
-def _parse_steps(steps: Any) -> list[Mapping[str, Any]]:
-    """Steps as given: a list, or a string holding one."""
-    if isinstance(steps, str):
-        steps = _parse_literal(steps, "steps", "list")
-    if isinstance(steps, Mapping):
-        steps = [steps]
-    if not isinstance(steps, list) or not steps or not all(isinstance(s, Mapping) for s in steps):
-        raise ConfigurationError(f"steps must be a non-empty list of StepConfig dicts, got {type(steps).__name__}")
-    for step in steps:
-        if not isinstance(step.get("HadoopJarStep"), Mapping) or not step["HadoopJarStep"].get("Jar"):
-            raise ConfigurationError(f"step {step.get('Name')!r} has no HadoopJarStep.Jar")
-    return list(steps)
 
 
 class EmrCreateJobFlowOperator(_EmrJobOperator):
@@ -349,65 +221,25 @@ class EmrCreateJobFlowOperator(_EmrJobOperator):
     template_ext: Sequence[str] = (".json",)
     template_fields_renderers = {"job_flow_overrides": "json"}
 
-    def __init__(
-        self,
-        *,
-        emr_conn_id: str | None = "emr_default",
-        job_flow_overrides: str | dict[str, Any] | None = None,
-        wait_for_completion: bool | None = None,
-        wait_policy: str | None = None,
-        waiter_max_attempts: int | None = None,
-        waiter_delay: int | None = None,
-        terminate_job_flow_on_failure: bool = True,
-        aws_conn_id: str | None = "aws_default",
-        conn_id: str | None = None,
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict[str, Any] | None = None,
-        poll_interval: float | None = None,
-        job_timeout: timedelta | float | None = None,
-        deferrable: bool | None = None,
-        **kwargs: Any,
-    ) -> None:
-        policy = str(getattr(wait_policy, "value", wait_policy)) if wait_policy is not None else None
-        if policy is None and wait_for_completion:
-            policy = WaitPolicy.WAIT_FOR_COMPLETION
-        if policy is not None and policy not in WAIT_POLICY_STATES:
-            raise ConfigurationError(f"wait_policy must be one of {sorted(WAIT_POLICY_STATES)}, got {wait_policy!r}")
-        self.wait_policy = policy
-        conn_id = self._init_aws(aws_conn_id, conn_id, region_name, verify, botocore_config)
-        interval, timeout = _waiter(poll_interval, waiter_delay, waiter_max_attempts, job_timeout, 60.0)
-        super().__init__(conn_id=conn_id, poll_interval=interval, job_timeout=timeout, deferrable=deferrable,
-                         **kwargs)
+    def __init__(self, *, emr_conn_id: str | None = "emr_default",
+                 job_flow_overrides: str | dict[str, Any] | None = None, wait_for_completion: bool | None = None,
+                 wait_policy: str | None = None, terminate_job_flow_on_failure: bool = True, **kwargs: Any) -> None:
+        self.wait_policy = parse_wait_policy(wait_policy, wait_for_completion)
+        super().__init__(**official_waiter(kwargs, 60.0))
         self.emr_conn_id = emr_conn_id
         self.job_flow_overrides = job_flow_overrides or {}
-        self.wait_for_completion = policy is not None
+        self.wait_for_completion = self.wait_policy is not None
         self.terminate_job_flow_on_failure = terminate_job_flow_on_failure
 
     @property
     def waits(self) -> bool:
         return self.wait_policy is not None
 
-    def _watch_options(self) -> dict[str, Any]:
+    def watch_options(self) -> dict[str, Any]:
         return {"stop_states": list(WAIT_POLICY_STATES[self.wait_policy])} if self.wait_policy else {}
 
     def build_job(self, context: Context) -> JobFlowRequest:  # type: ignore[override]
-        config: dict[str, Any] = {}
-        if self.emr_conn_id:
-            try:
-                config = dict(load_connection(self.emr_conn_id).extra_dejson or {})
-            except ConfigurationError:
-                self.log.info("EMR connection %r not found: the cluster is built from job_flow_overrides alone",
-                              self.emr_conn_id)
-        overrides = self.job_flow_overrides
-        if isinstance(overrides, str):
-            overrides = _parse_literal(overrides, "job_flow_overrides", "dict")
-            if not isinstance(overrides, dict):
-                raise ConfigurationError(f"job_flow_overrides must be a dict, got {type(overrides).__name__}")
-        config.update(overrides)
-        if not config.get("Name"):
-            raise ConfigurationError("job_flow_overrides (or the EMR connection's extra) must name the cluster: Name")
-        return JobFlowRequest(config)
+        return JobFlowRequest(job_flow_config(self.emr_conn_id, self.job_flow_overrides, self.log))
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
         try:
@@ -417,8 +249,12 @@ class EmrCreateJobFlowOperator(_EmrJobOperator):
             ended = ev.backend_state in ("TERMINATED", "TERMINATED_WITH_ERRORS")
             if self.terminate_job_flow_on_failure and ev.status is not EventStatus.TIMEOUT and not ended:
                 self.log.warning("Terminating cluster %s after the failure", ev.job_id)
-                self._cancel(ev.job_id)
+                try:
+                    self.backend_call(lambda backend: cancel_job(backend, ev.job_id, ev.key))
+                except BackendError as exc:
+                    self.log.error("Could not terminate cluster %s: %s", ev.job_id, exc)
             raise
+
 
 
 class EmrTerminateJobFlowOperator(AwsArgs, BaseOperator):
@@ -433,51 +269,32 @@ class EmrTerminateJobFlowOperator(AwsArgs, BaseOperator):
     operator_extra_links = (EmrClusterLink(), EmrLogsLink())
     ui_color = "#f9c915"
 
-    def __init__(
-        self,
-        *,
-        job_flow_id: str,
-        waiter_delay: int = 60,
-        waiter_max_attempts: int = 20,
-        deferrable: bool | None = None,
-        aws_conn_id: str | None = "aws_default",
-        conn_id: str | None = None,
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        conn_id = self._init_aws(aws_conn_id, conn_id, region_name, verify, botocore_config)
+    def __init__(self, *, job_flow_id: str, waiter_delay: int = 60, waiter_max_attempts: int = 20,
+                 deferrable: bool | None = None, aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
+        conn_id = self.init_aws(aws_conn_id, **_aws(kwargs))
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.job_flow_id = job_flow_id
         self.poll_interval = seconds(waiter_delay, "waiter_delay")
-        _, timeout = _waiter(None, waiter_delay, waiter_max_attempts, None, 60.0)
-        self.wait_timeout = seconds(timeout, "waiter_delay * waiter_max_attempts")
+        self.wait_timeout = seconds(waiter_timeout(waiter_delay, waiter_max_attempts), "waiter_delay * "
+                                    "waiter_max_attempts")
         self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
         EmrClusterBackend.validate_options(self.backend_options)
 
     def execute(self, context: Context) -> None:
-        conn = load_connection(self.conn_id)
-
-        async def terminate() -> dict[str, str]:
-            backend = await get_backend(EmrClusterBackend, self.conn_id, self.backend_options, conn=conn)
+        async def terminate(backend: Backend) -> dict[str, str]:
             await backend.cancel(self.job_flow_id)
             return cluster_links(backend, self.job_flow_id)  # type: ignore[arg-type]
 
-        links = run_sync(terminate)
+        links = call_backend(EmrClusterBackend, self.conn_id, self.backend_options, terminate)
         push_links(context, (EmrClusterLink,), links)
         self.log.info("Asked EMR to terminate cluster %s", self.job_flow_id)
         if self.deferrable:
             self.defer(
                 trigger=EmrClusterTrigger(
-                    conn_id=self.conn_id,
-                    job_id=self.job_flow_id,
+                    conn_id=self.conn_id, job_id=self.job_flow_id, policy={"interval": self.poll_interval},
                     deadline=None if self.wait_timeout is None else time.time() + self.wait_timeout,
-                    policy={"interval": self.poll_interval},
-                    backend_options=self.backend_options,
-                    owns_job=False,
-                    stop_states=("TERMINATED",),
+                    backend_options=self.backend_options, owns_job=False, stop_states=("TERMINATED",),
                 ),
                 method_name="execute_complete",
             )
@@ -516,34 +333,17 @@ class EmrServerlessJobOperator(_EmrJobOperator):
     )
     template_fields_renderers = {"config": "json", "configuration_overrides": "json", "job_driver": "json"}
 
-    def __init__(
-        self,
-        *,
-        application_id: str,
-        execution_role_arn: str,
-        job_driver: dict[str, Any] | None = None,
-        job: SparkJob | Mapping[str, Any] | None = None,
-        configuration_overrides: dict[str, Any] | None = None,
-        client_request_token: str = "",
-        config: dict[str, Any] | None = None,
-        name: str | None = None,
-        enable_application_ui_links: bool = False,
-        cancel_on_kill: bool = True,
-        aws_conn_id: str | None = "aws_default",
-        conn_id: str | None = None,
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict[str, Any] | None = None,
-        poll_interval: float = 60.0,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, application_id: str, execution_role_arn: str, job_driver: dict[str, Any] | None = None,
+                 job: SparkJob | Mapping[str, Any] | None = None, configuration_overrides: dict[str, Any] | None = None,
+                 client_request_token: str = "", config: dict[str, Any] | None = None, name: str | None = None,
+                 enable_application_ui_links: bool = False, cancel_on_kill: bool = True, poll_interval: float = 60.0,
+                 **kwargs: Any) -> None:
         if (job is None) == (job_driver is None):
             raise ConfigurationError(f"{type(self).__name__}: give either job_driver or job (a SparkJob)")
         self.application_id = application_id
         self.execution_role_arn = execution_role_arn
         self.cancel_on_kill = cancel_on_kill
-        conn_id = self._init_aws(aws_conn_id, conn_id, region_name, verify, botocore_config)
-        super().__init__(job=job, conn_id=conn_id, poll_interval=poll_interval, **kwargs)
+        super().__init__(job=job, poll_interval=poll_interval, **kwargs)
         self.job_driver = job_driver
         self.configuration_overrides = configuration_overrides
         self.client_request_token = client_request_token
@@ -551,33 +351,23 @@ class EmrServerlessJobOperator(_EmrJobOperator):
         self.name = name
         self.enable_application_ui_links = enable_application_ui_links
 
-    def _watch_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"application_id": self.application_id,
-                                   "execution_role_arn": self.execution_role_arn}
-        if not self.cancel_on_kill:
-            options["cancel_on_kill"] = False
-        return options
+    def watch_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"application_id": self.application_id, "execution_role_arn": self.execution_role_arn}
+        return options if self.cancel_on_kill else {**options, "cancel_on_kill": False}
 
     def build_job(self, context: Context) -> JobRunRequest:  # type: ignore[override]
         extra = dict(self.config)
         name = self.name or extra.pop("name", None)
+        driver: Mapping[str, Any] = self.job_driver or {}
         if self.job is not None:
             job = super().build_job(context)
-            driver: Mapping[str, Any] = spark_submit_driver(job)
-            name = name or job.name
-        else:
-            driver = self.job_driver or {}
+            driver, name = spark_submit_driver(job), name or job.name
         ti = context["ti"]
-        return JobRunRequest(
-            application_id=self.application_id,
-            execution_role_arn=self.execution_role_arn,
-            job_driver=driver,
-            configuration_overrides=self.configuration_overrides,
-            name=name or f"{ti.dag_id}.{ti.task_id}",
-            client_token=self.client_request_token or serverless_token(job_key_from_context(context),
-                                                                       getattr(ti, "try_number", 1)),
-            extra=extra,
-        )
+        token = self.client_request_token or serverless_token(job_key_from_context(context),
+                                                              getattr(ti, "try_number", 1))
+        return JobRunRequest(application_id=self.application_id, execution_role_arn=self.execution_role_arn,
+                             job_driver=driver, configuration_overrides=self.configuration_overrides,
+                             name=name or f"{ti.dag_id}.{ti.task_id}", client_token=token, extra=extra)
 
     def after_submit(self, context: Context, status: JobStatus) -> None:
         if self.enable_application_ui_links:
@@ -593,21 +383,8 @@ class EmrServerlessStartJobOperator(EmrServerlessJobOperator):
     when ``waiter_max_attempts`` is given, the deadline after which the run is cancelled.
     """
 
-    def __init__(
-        self,
-        *,
-        wait_for_completion: bool = True,
-        waiter_max_attempts: int | None = None,
-        waiter_delay: int | None = None,
-        poll_interval: float | None = None,
-        job_timeout: timedelta | float | None = None,
-        openlineage_inject_parent_job_info: bool = False,
-        openlineage_inject_transport_info: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        _no_openlineage(openlineage_inject_parent_job_info or openlineage_inject_transport_info)
-        interval, timeout = _waiter(poll_interval, waiter_delay, waiter_max_attempts, job_timeout, 60.0)
-        super().__init__(poll_interval=interval, job_timeout=timeout, **kwargs)
+    def __init__(self, *, wait_for_completion: bool = True, **kwargs: Any) -> None:
+        super().__init__(**official_waiter(kwargs, 60.0))
         self.wait_for_completion = wait_for_completion
 
     @property

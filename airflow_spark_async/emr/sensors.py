@@ -16,9 +16,9 @@ from collections.abc import Collection, Sequence
 from typing import Any, ClassVar
 
 from airflow_spark_async.core.sensor import SparkJobSensor
+from airflow_spark_async.emr.compat import AWS_TEMPLATE_FIELDS, AwsArgs, check_attempts
 from airflow_spark_async.emr.ids import JobRunRef, StepsRef
 from airflow_spark_async.emr.links import EmrClusterLink, EmrLogsLink
-from airflow_spark_async.emr.operators import AWS_TEMPLATE_FIELDS, AwsArgs, check_attempts
 from airflow_spark_async.emr.triggers import EmrClusterTrigger, EmrServerlessJobTrigger, EmrStepsTrigger
 
 __all__ = ["EmrJobFlowSensor", "EmrServerlessJobSensor", "EmrStepSensor"]
@@ -51,7 +51,8 @@ class _EmrSensor(AwsArgs, SparkJobSensor):
         botocore_config: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        conn_id = self._init_aws(aws_conn_id, conn_id, region_name, verify, botocore_config)
+        conn_id = self.init_aws(aws_conn_id, conn_id=conn_id, region_name=region_name, verify=verify,
+                                botocore_config=botocore_config)
         super().__init__(job_id="", conn_id=conn_id, target_states=target_states, failure_states=failed_states,
                          deferrable=deferrable, **kwargs)
         if max_attempts is not None:
@@ -73,12 +74,6 @@ class _EmrSensor(AwsArgs, SparkJobSensor):
     @property
     def failed_states(self) -> set[str] | None:
         return self.failure_states
-
-    def _trigger_kwargs(self) -> dict[str, Any]:
-        """Stop the watch at failed states too, so they are honoured while deferred."""
-        kwargs = super()._trigger_kwargs()
-        kwargs["stop_states"] = sorted(set(kwargs["stop_states"]) | set(self.failure_states or ()))
-        return kwargs
 
 
 class EmrStepSensor(_EmrSensor):

@@ -29,8 +29,7 @@ from airflow_spark_async.core.errors import JobNotFoundError, RequestRejected, S
 from airflow_spark_async.core.keys import parse_key
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
-from airflow_spark_async.emr.aws import AWS_OPTIONS
-from airflow_spark_async.emr.base import AwsBackend
+from airflow_spark_async.emr.aws import AwsBackend, AwsOptions
 from airflow_spark_async.emr.ids import JobRunRef, KeyTag, parse_tag, tag_name
 from airflow_spark_async.emr.spark import spark_submit_driver
 
@@ -101,6 +100,16 @@ class JobRunInfo:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServerlessOptions(AwsOptions):
+    """``application_id`` and ``execution_role_arn``: for a bare :class:`SparkJob`, and where a retry
+    looks for an earlier try's run (the operator sets them); ``cancel_on_kill`` is read by the trigger."""
+
+    application_id: str | None = None
+    execution_role_arn: str | None = None
+    cancel_on_kill: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
 class JobRunRequest:
     """What :class:`~airflow_spark_async.emr.operators.EmrServerlessStartJobOperator` submits.
 
@@ -129,21 +138,21 @@ class EmrServerlessBackend(AwsBackend):
     name: ClassVar[str] = "emr_serverless"
     service: ClassVar[str] = "emr-serverless"
     supports_find_by_key: ClassVar[bool] = True
-    options: ClassVar[frozenset[str]] = AWS_OPTIONS | {"application_id", "execution_role_arn", "cancel_on_kill"}
+    Options: ClassVar[type[AwsOptions]] = ServerlessOptions
 
     async def submit(self, job: SparkJob | JobRunRequest, *, key: str) -> JobStatus:  # type: ignore[override]
         if isinstance(job, JobRunRequest):
             request = job
         else:
             request = JobRunRequest(None, None, spark_submit_driver(job), name=job.name)
-        application_id = request.application_id or self.option("application_id")
+        application_id = request.application_id or self.required("application_id")
         await self._start_application(application_id)
         params: dict[str, Any] = {
             **request.extra,
             "applicationId": application_id,
             # the operators give a per-try token; a bare SparkJob guards this one call only
             "clientToken": request.client_token or f"{key}-{uuid.uuid4().hex[:16]}",
-            "executionRoleArn": request.execution_role_arn or self.option("execution_role_arn"),
+            "executionRoleArn": request.execution_role_arn or self.required("execution_role_arn"),
             "jobDriver": dict(request.job_driver),
             "name": tag_name(request.name or "spark-job", key),
         }
@@ -175,7 +184,7 @@ class EmrServerlessBackend(AwsBackend):
         page through the application's whole history on every submit, and the core neither
         reattaches to nor cancels a run that ended.
         """
-        application_id = self.option("application_id")
+        application_id = self.required("application_id")
         try:
             mine = [
                 info

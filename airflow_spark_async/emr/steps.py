@@ -42,10 +42,10 @@ from airflow_spark_async.core.errors import (
     ServerError,
 )
 from airflow_spark_async.core.keys import parse_key
+from airflow_spark_async.core.options import option
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
-from airflow_spark_async.emr.aws import AWS_OPTIONS, AwsClient
-from airflow_spark_async.emr.base import AwsBackend
+from airflow_spark_async.emr.aws import AwsBackend, AwsClient, AwsOptions
 from airflow_spark_async.emr.clusters import cluster_links, describe_cluster
 from airflow_spark_async.emr.ids import StepsRef, parse_tag, strip_tag, tag_name
 from airflow_spark_async.emr.spark import spark_step
@@ -133,6 +133,15 @@ class StepsRequest:
     cluster_id: str | None
     steps: tuple[Mapping[str, Any], ...]
     execution_role_arn: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StepsOptions(AwsOptions):
+    """``cluster_id``: where to add steps and look for an earlier try's (set by the operator);
+    ``cluster_check_interval``: seconds between liveness checks of a watched cluster."""
+
+    cluster_id: str | None = None
+    cluster_check_interval: float = option(DEFAULT_CLUSTER_CHECK, gt=0)
 
 
 class _StepBatcher:
@@ -244,15 +253,7 @@ class EmrStepsBackend(AwsBackend):
     name: ClassVar[str] = "emr"
     service: ClassVar[str] = "emr"
     supports_find_by_key: ClassVar[bool] = True
-    options: ClassVar[frozenset[str]] = AWS_OPTIONS | {"cluster_id", "cluster_check_interval"}
-
-    @classmethod
-    def validate_options(cls, options: Mapping[str, Any]) -> None:
-        super().validate_options(options)
-        interval = options.get("cluster_check_interval")
-        if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float))
-                                     or interval <= 0):
-            raise ConfigurationError(f"cluster_check_interval must be a number of seconds > 0, got {interval!r}")
+    Options: ClassVar[type[AwsOptions]] = StepsOptions
 
     @property
     def batcher(self) -> _StepBatcher:
@@ -265,7 +266,7 @@ class EmrStepsBackend(AwsBackend):
 
     async def submit(self, job: SparkJob | StepsRequest, *, key: str) -> JobStatus:  # type: ignore[override]
         request = job if isinstance(job, StepsRequest) else StepsRequest(None, (spark_step(job),))
-        cluster_id = request.cluster_id or self.option("cluster_id")
+        cluster_id = request.cluster_id or self.required("cluster_id")
         if not request.steps or len(request.steps) > MAX_STEPS:
             raise ConfigurationError(f"give between 1 and {MAX_STEPS} steps, not {len(request.steps)}")
         cluster = await describe_cluster(self, cluster_id)
@@ -299,7 +300,7 @@ class EmrStepsBackend(AwsBackend):
         nor cancels a finished job, and paging a long-lived cluster's whole history for it would make
         every submit cost as much as the cluster is old.
         """
-        cluster_id = self.option("cluster_id")
+        cluster_id = self.required("cluster_id")
         live: dict[str, int] = {}  # key -> number of steps of its submissions
         async for info in self._listed(cluster_id, StepStates=list(ACTIVE_STEP_STATES)):
             tag = parse_tag(info.name)
@@ -395,7 +396,7 @@ class EmrStepsBackend(AwsBackend):
             return steps
         checked = self.batcher.checked
         now = time.monotonic()
-        interval = float(self.backend_options.get("cluster_check_interval") or DEFAULT_CLUSTER_CHECK)
+        interval = self.opts.cluster_check_interval  # type: ignore[attr-defined]
         if now - checked.setdefault(cluster_id, now) < interval:
             return steps
         checked[cluster_id] = now
