@@ -1,9 +1,9 @@
 """What a backend provides to run the conformance suite, and the helpers that drive it.
 
-The suite drives the real operator and trigger classes the way Airflow does — ``execute``
-until it defers, ``serialize()`` then rebuild the trigger from its class path and kwargs,
-run it to its single event, then ``execute_complete`` — against a real server (the local
-Spark cluster, the Livy and Databricks test servers, moto) reached through fault proxies.
+The suite drives the real operator, sensor and trigger classes the way Airflow does —
+``execute`` until it defers, ``serialize()`` then rebuild the trigger from its class path and
+kwargs, run it to its single event, then ``execute_complete`` — against a real server (the
+local Spark cluster, the Livy and Databricks test servers, moto) reached through fault proxies.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_spark_async.core.http import close_loop_sessions
@@ -38,6 +40,11 @@ class FakeTI:
         self.xcoms[key] = value
 
 
+def new_ti(task: str) -> FakeTI:
+    """A task instance of a DAG run of its own, so no two tests share a job key."""
+    return FakeTI(task_id=task, run_id=f"manual__{uuid.uuid4().hex[:8]}")
+
+
 @dataclasses.dataclass
 class Harness:
     """One backend, wired for the suite.
@@ -49,6 +56,10 @@ class Harness:
     :param remote_state: the backend's own state of a job, read around the proxies.
     :param cancelled_states: backend states that prove a job was cancelled.
     :param failure_text: text of the backend's own error that a failed task must show.
+    :param make_sensor: (task_id, job_id, **overrides) -> the backend's sensor on that job, polled
+        every second and deferrable; ``None`` where the backend has no sensor of its own.
+    :param driver_log: whether a job has a driver whose log the task shows (an EMR cluster has
+        none: it is the place jobs run, not a job).
     """
 
     name: str
@@ -64,6 +75,8 @@ class Harness:
     reattach_by: str = "ledger"
     #: the HTTP method of a cancel request (Livy and REST APIs that DELETE)
     cancel_method: str = "POST"
+    make_sensor: Callable[..., BaseSensorOperator] | None = None
+    driver_log: bool = True
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def count(self, method: str, path: str) -> int:
@@ -91,6 +104,17 @@ def operator_factory(operator_cls: Callable[..., SparkJobOperator], application:
     return make_operator
 
 
+def sensor_factory(sensor_cls: Callable[..., BaseSensorOperator], job_arguments: Callable[[str], Mapping[str, Any]],
+                   **fixed: Any) -> Callable[..., BaseSensorOperator]:
+    """The ``make_sensor`` of a backend: ``job_arguments(job_id)`` names the job in the sensor's own
+    arguments (a Livy ``batch_id``, an EMR ``job_flow_id`` and ``step_id``), polled every second."""
+
+    def make_sensor(task_id: str, job_id: str, **overrides: Any) -> BaseSensorOperator:
+        return sensor_cls(**{"task_id": task_id, "poke_interval": 1, **job_arguments(job_id), **fixed, **overrides})
+
+    return make_sensor
+
+
 def rebuild(trigger: SparkJobTrigger) -> SparkJobTrigger:
     """What a triggerer does: import the class path, call it with the serialized kwargs."""
     classpath, kwargs = trigger.serialize()
@@ -110,7 +134,8 @@ def run_trigger(trigger: SparkJobTrigger) -> list[dict[str, Any]]:
     return asyncio.run(collect())
 
 
-def defer(op: SparkJobOperator, ti: FakeTI) -> SparkJobTrigger:
+def defer(op: SparkJobOperator | BaseSensorOperator, ti: FakeTI) -> SparkJobTrigger:
+    """``execute`` up to the deferral; the trigger it deferred to."""
     try:
         op.execute({"ti": ti})  # type: ignore[arg-type]
     except TaskDeferred as deferred:
@@ -125,3 +150,15 @@ def run_to_end(op: SparkJobOperator, ti: FakeTI) -> tuple[Any, list[dict[str, An
     events = run_trigger(trigger)
     assert len(events) == 1, f"a trigger must yield exactly one event, got {events}"
     return op.execute_complete({"ti": ti}, events[0]), events  # type: ignore[arg-type]
+
+
+def cancel(trigger: SparkJobTrigger) -> None:
+    """Cancel ``trigger``'s job through its backend: a test's clean-up of a job left running."""
+
+    async def go() -> None:
+        try:
+            await (await trigger.backend()).cancel(trigger.job_id)
+        finally:
+            await close_loop_sessions()
+
+    asyncio.run(go())

@@ -12,7 +12,9 @@ services' clock, changing moto's stored objects in-process the way EMR would:
 * steps run up to the cluster's ``StepConcurrencyLevel`` at a time; a step running
   ``sleep_then_exit.py SECONDS CODE`` (the conformance app) completes after SECONDS, or fails
   with ``FailureDetails`` and its stdout/stderr uploaded to the cluster's S3 log URI;
-* a cluster created through the proxy starts ``STARTING`` and is ``WAITING`` a moment later;
+* a cluster created through the proxy starts ``STARTING`` and is ``WAITING`` a moment later — or,
+  when a bootstrap action runs the conformance app, after SECONDS, failing with
+  ``BOOTSTRAP_FAILURE`` for a non-zero CODE;
   a terminated cluster cancels its unfinished steps (as EMR does — switchable, to test what
   happens when a step is left ``RUNNING``);
 * a job run created through the proxy starts ``SUBMITTED``, runs, and ends like a step;
@@ -381,10 +383,14 @@ class MotoAws:
         for cluster in list(self.emr.clusters.values()):
             if cluster.id not in self.owned:
                 continue
-            if cluster.state == "STARTING" and self._age(cluster.id) >= self.startup_seconds:
-                if cluster.name in self.startup_failures:
+            bootstrap = [arg for action in cluster.bootstrap_actions for arg in (action.script_path, *action.args)]
+            seconds, code = self._plan(bootstrap, self.startup_seconds) or (self.startup_seconds, 0)
+            if cluster.state == "STARTING" and self._age(cluster.id) >= seconds:
+                failure = self.startup_failures.get(cluster.name) or (
+                    code and f"On the master instance, bootstrap action 1 returned a non-zero return code {code}")
+                if failure:
                     cluster.state = "TERMINATED_WITH_ERRORS"
-                    cluster.last_state_change_reason = self.startup_failures[cluster.name]
+                    cluster.last_state_change_reason = failure
                     self.cluster_reasons[cluster.id] = "BOOTSTRAP_FAILURE"
                 else:
                     cluster.state = "WAITING"
