@@ -85,7 +85,7 @@ LOG_TASKS = 10
 _OUTPUT_CONCURRENCY = 8
 
 
-class DatabricksBackend(Backend):
+class DatabricksBackend(Backend[DatabricksRun]):
     """Runs on one Databricks workspace."""
 
     name: ClassVar[str] = "databricks"
@@ -225,26 +225,27 @@ class DatabricksBackend(Backend):
 
     # -- the Backend protocol ------------------------------------------------------------------
 
-    async def submit(self, job: DatabricksRun, *, key: str, attempt: int = 1) -> JobStatus:
+    async def submit(self, request: DatabricksRun, *, key: str, attempt: int = 1) -> JobStatus:
         """Send the run (its token is this try's: the operator derived it from ``key`` and ``attempt``,
         and recorded it before sending), or reattach to the earlier try's run of ``earlier_token``."""
-        if not isinstance(job, DatabricksRun):
+        if not isinstance(request, DatabricksRun):
             raise ConfigurationError(
                 "the Databricks backend submits DatabricksRun requests; run a SparkJob with "
                 "DatabricksSubmitRunOperator(job=..., new_cluster=...)"
             )
-        body = dict(job.body)
+        body = dict(request.body)
         body.setdefault("idempotency_token", key)
-        if job.endpoint == RUN_NOW and "job_name" in body:
+        if request.endpoint == RUN_NOW and "job_name" in body:
             body["job_id"] = await self.find_job_id(str(body.pop("job_name")))
-        if job.endpoint == RUN_NOW and job.cancel_previous_runs:
+        if request.endpoint == RUN_NOW and request.cancel_previous_runs:
             log.info("Cancelling the active runs of job %s first (cancel_previous_runs)", body["job_id"])
             await self._call("POST", "runs/cancel-all", json_body={"job_id": body["job_id"]}, retry=True)
-        tokens = list(dict.fromkeys(t for t in (job.earlier_token, body["idempotency_token"]) if t))
+        tokens = list(dict.fromkeys(t for t in (request.earlier_token, body["idempotency_token"]) if t))
         for token in tokens:
-            answer = await self._call("POST", job.endpoint, json_body={**body, "idempotency_token": token}, retry=True)
+            answer = await self._call("POST", request.endpoint, json_body={**body, "idempotency_token": token},
+                                      retry=True)
             if not isinstance(answer, Mapping) or answer.get("run_id") is None:
-                raise ServerError(f"{job.endpoint} answered without a run_id: {str(answer)[:200]!r}")
+                raise ServerError(f"{request.endpoint} answered without a run_id: {str(answer)[:200]!r}")
             status = self._basic_status(await self._run(str(answer["run_id"])))
             if status.is_terminal and token != tokens[-1]:
                 log.info("Run %s of an earlier try already ended %s; starting a new run", status.job_id,

@@ -11,7 +11,6 @@ before recording it is reattached; the run id as an integer XCom; and a notebook
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_spark_async.core.backend import JobStatus
@@ -35,7 +34,7 @@ XCOM_RUN_ID_KEY = "run_id"
 XCOM_NOTEBOOK_OUTPUT_KEY = "notebook_output"
 
 
-class _DatabricksOperator(SparkJobOperator):
+class _DatabricksOperator(SparkJobOperator[DatabricksRun]):
     """What both operators share beyond their official arguments."""
 
     trigger_class = DatabricksRunTrigger
@@ -44,22 +43,20 @@ class _DatabricksOperator(SparkJobOperator):
     default_conn_id = DEFAULT_CONN_ID
     ui_color = "#1CB1C2"
     ui_fgcolor = "#fff"
-    wait_for_termination: bool = True
 
     def run_request(self, context: Context, job: SparkJob | None) -> DatabricksRun:
         """The request of the rendered arguments, without this try's token (see ``compat``)."""
         raise NotImplementedError
 
-    def build_job(self, context: Context) -> DatabricksRun:  # type: ignore[override]
+    def build_request(self, context: Context, key: str, attempt: int) -> DatabricksRun:
         """The request with this try's idempotency token and, for reattach, the earlier try's.
 
         The token is written to the ledger *before* submitting: if the worker dies between the
         API accepting the run and the core recording its id, the next try sends this token
         first and Databricks hands back that very run instead of a duplicate.
         """
-        request = self.run_request(context, super().build_job(context) if self.job is not None else None)
-        key = job_key_from_context(context)
-        token = attempt_token(request.token or key, context["ti"].try_number)
+        request = self.run_request(context, self.build_job(context) if self.job is not None else None)
+        token = attempt_token(request.token or key, attempt)
         earlier = None
         if self.reattach and not request.cancel_previous_runs:
             earlier = self.ledger.recall(f"{key}.token", self.backend_class.name)
@@ -72,34 +69,24 @@ class _DatabricksOperator(SparkJobOperator):
         super().forget_job(context)
         self.ledger.forget(f"{job_key_from_context(context)}.token")
 
-    @property
-    def waits(self) -> bool:
-        return bool(self.wait_for_termination)
-
     def after_submit(self, context: Context, status: JobStatus) -> None:
         if self.do_xcom_push:  # the official XCom: the run id as an integer, pushed before deferring
             context["ti"].xcom_push(key=XCOM_RUN_ID_KEY, value=int(status.job_id))
 
-    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
-        result = super().execute_complete(context, event)
-        ev = JobEvent.from_payload(event)
-        if ev.backend_state == "SUCCESS_WITH_FAILURES":
-            self.log.warning("Run %s succeeded with failures: %s", ev.job_id, ev.message)
-        return result
-
-    def result(self, context: Context, job_id: str) -> Any:
-        # Here, not in execute_complete: the core calls this once per successful run, also when the
-        # outcome came through a re-check (which resumes through execute_complete a second time).
-        if self.waits and self.do_xcom_push:  # the run has ended, so its notebooks' exit values exist
+    def on_complete(self, context: Context, event: JobEvent) -> Any:
+        """Once per successful run (also after a re-check): its notebooks' exit values exist now."""
+        if event.backend_state == "SUCCESS_WITH_FAILURES":
+            self.log.warning("Run %s succeeded with failures: %s", event.job_id, event.message)
+        if self.do_xcom_push:
             try:
-                results = self.backend_call(lambda backend: backend.notebook_outputs(job_id))  # type: ignore[attr-defined]
+                results = self.backend_call(lambda backend: backend.notebook_outputs(event.job_id))  # type: ignore[attr-defined]
             except BackendError as exc:
-                self.log.warning("Could not read the notebook output of run %s: %s", job_id, exc)
+                self.log.warning("Could not read the notebook output of run %s: %s", event.job_id, exc)
             else:  # the value itself for one notebook task, a {task_key: value} dict for several
                 if results:
                     value = next(iter(results.values())) if len(results) == 1 else results
                     context["ti"].xcom_push(key=XCOM_NOTEBOOK_OUTPUT_KEY, value=value)
-        return super().result(context, job_id)
+        return super().on_complete(context, event)
 
 
 class DatabricksSubmitRunOperator(SubmitRunArguments, _DatabricksOperator):

@@ -261,12 +261,12 @@ class OfficialOperatorArguments(SparkJobOperator):
         options = {"retry_limit": databricks_retry_limit, "retry_delay": databricks_retry_delay,
                    **(backend_options or {})}
         conn_id = kwargs.pop("conn_id", None) or databricks_conn_id  # the core's name wins if both are given
-        super().__init__(conn_id=conn_id, backend_options=options, **kwargs)
+        super().__init__(conn_id=conn_id, backend_options=options, wait_for_termination=wait_for_termination,
+                         **kwargs)
         self.polling_period_seconds = self.poll_interval
         self.databricks_retry_limit = databricks_retry_limit
         self.databricks_retry_delay = databricks_retry_delay
         self.databricks_retry_args = databricks_retry_args
-        self.wait_for_termination = wait_for_termination
         if databricks_retry_args:
             self.log.warning("databricks_retry_args (tenacity arguments) is not supported and is ignored: API calls "
                              "retry databricks_retry_limit times, databricks_retry_delay doubling each time")
