@@ -22,7 +22,7 @@ import dataclasses
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from airflow_spark_async.core.errors import ConfigurationError, JobNotFoundError
@@ -106,15 +106,6 @@ class Backend(abc.ABC, Generic[RequestT]):
     #: ``attempt`` (the try number) and derive its token from ``key`` *and* ``attempt``, so that a
     #: retry is never handed an earlier try's ended job (#64828).
     idempotent_submit: ClassVar[bool] = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        # TRANSITION(issue 10): the watcher still expects statuses only. Until it reads per-job
-        # errors (then delete this), a backend's errors are dropped here: the watcher asks those
-        # ids one by one, and ``status`` raises the same error for just that job.
-        own = cls.__dict__.get("status_many")
-        if own is not None and not getattr(own, "statuses_only", False):
-            cls.status_many = _statuses_only(own)  # type: ignore[method-assign]
 
     @classmethod
     @abc.abstractmethod
@@ -206,20 +197,6 @@ def split_statuses(listed: StatusMany | None) -> tuple[dict[str, JobStatus], dic
         else:
             statuses[job_id] = outcome
     return statuses, errors
-
-
-def _statuses_only(
-    status_many: Callable[..., Awaitable[StatusMany | None]],
-) -> Callable[..., Awaitable[Mapping[str, JobStatus] | None]]:
-    """TRANSITION(issue 10): ``status_many`` without its per-job errors (see ``__init_subclass__``)."""
-
-    @functools.wraps(status_many)
-    async def wrapper(self: Backend[Any], job_ids: Sequence[str]) -> Mapping[str, JobStatus] | None:
-        listed = await status_many(self, job_ids)
-        return None if listed is None else split_statuses(listed)[0]
-
-    wrapper.statuses_only = True  # type: ignore[attr-defined]
-    return wrapper
 
 
 async def submit_job(backend: Backend[RequestT], request: RequestT, key: str, attempt: int) -> JobStatus:

@@ -72,7 +72,8 @@ class Coalescer(Generic[K, V]):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[V] = loop.create_future()
         if self._pending is None:  # a new round: questions asked while a fetch runs do not wait for it
-            self._pending = round_ = {}
+            round_: dict[K, list[asyncio.Future[V]]] = {}
+            self._pending = round_
             task = loop.create_task(self._flush(round_), name=f"spark-async-{self.name}")
             self._tasks.add(task)
             task.add_done_callback(lambda done: self._ended(done, round_))

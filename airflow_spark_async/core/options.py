@@ -22,7 +22,6 @@ fails at DAG parse time (the operator validates its options) with a message that
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import types
 import typing
@@ -170,9 +169,14 @@ def _convert(value: Any, hint: Any, name: str, meta: Mapping[str, Any]) -> Any:
     return value
 
 
-@functools.cache
+#: the resolved type hints of each options class, read once
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -135,7 +135,8 @@ class Runtime:
         task = entry[0]
         try:
             # shielded: one caller's cancellation must not cancel the build the others await
-            return await asyncio.shield(task)  # type: ignore[return-value]
+            built: Backend = await asyncio.shield(task)
+            return built  # type: ignore[return-value]
         except BaseException:
             if task.done() and self._backends.get(key, (None,))[0] is task:
                 del self._backends[key]

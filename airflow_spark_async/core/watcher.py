@@ -10,6 +10,8 @@ Rules, each learnt from a way this goes wrong under load:
 
 * **Keyed by identity** (:meth:`Backend.identity`: endpoint + credential digest), and a watcher
   keeps the backend it was made with — jobs of team A are never polled with team B's token.
+* **Per-job errors stay per job.** A list may answer one id with its own error (an unknown id):
+  that trigger gets it, at no further request, and the other answers stand.
 * **Listed results first.** Jobs the list answered are resolved before anything is asked one
   by one, so a slow fallback never holds back the answers already in hand.
 * **A failed list backs off; it does not fan out.** A 503 on the list is when the server
@@ -135,7 +137,9 @@ class Watcher:
             for job_id, status in (listed or {}).items():
                 if job_id not in batch:
                     continue
-                if status.is_terminal:
+                if isinstance(status, BaseException):
+                    deliver(job_id, status)  # that job's own error (unknown id): the others are unaffected
+                elif status.is_terminal:
                     finished[job_id] = status  # asked again below, for the backend's full explanation
                 else:
                     deliver(job_id, status)

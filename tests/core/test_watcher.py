@@ -29,6 +29,7 @@ class DictBackend(Backend):
         self.calls: list[str] = []
         self.list_failures: list[Exception] = []
         self.status_failures: list[Exception] = []
+        self.listed_errors: dict[str, Exception] = {}  # per-job errors the list answers with
 
     @classmethod
     async def from_connection(cls, conn: Any, options: Mapping[str, Any]) -> DictBackend:
@@ -52,13 +53,15 @@ class DictBackend(Backend):
         state = self.states[job_id]
         return JobStatus(job_id, state, state.name, message=f"detail of {job_id}")
 
-    async def status_many(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus] | None:
+    async def status_many(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus | Exception] | None:
         self.calls.append(f"list:{len(job_ids)}")
         if not self.can_list:
             return None
         if self.list_failures:
             raise self.list_failures.pop(0)
-        return {j: JobStatus(j, self.states[j], self.states[j].name) for j in job_ids if j in self.states}
+        listed: dict[str, JobStatus | Exception] = {
+            j: JobStatus(j, self.states[j], self.states[j].name) for j in job_ids if j in self.states}
+        return {**listed, **{j: e for j, e in self.listed_errors.items() if j in job_ids}}
 
     async def cancel(self, job_id: str) -> None:
         self.states[job_id] = JobState.CANCELLED
@@ -209,3 +212,13 @@ async def test_a_trigger_that_is_cancelled_leaves_the_watcher_serving_others() -
     assert (await survivor).job_id == "b"
     with pytest.raises(asyncio.CancelledError):
         await doomed
+
+
+async def test_a_per_job_error_of_the_list_reaches_that_job_alone_without_another_request() -> None:
+    backend = DictBackend()
+    backend.states = {"0": JobState.RUNNING, "2": JobState.RUNNING}
+    backend.listed_errors = {"1": JobNotFoundError("job 1 is unknown")}
+    answers = await _ask_all(Watcher(backend), ["0", "1", "2"])
+    assert [a.state for a in (answers[0], answers[2])] == [JobState.RUNNING, JobState.RUNNING]
+    assert isinstance(answers[1], JobNotFoundError)
+    assert backend.calls == ["list:3"], "the list already said what there is to say about job 1"
