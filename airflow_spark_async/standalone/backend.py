@@ -1,30 +1,14 @@
 """Spark standalone backend: the master's REST submission API plus its web UI's JSON.
 
-Submissions go in cluster mode, so the driver runs on a worker of the cluster and the
-Airflow worker is free as soon as the master accepted it. Python applications go through
-``org.apache.spark.deploy.PythonRunner`` (``spark-submit`` refuses cluster mode for
-Python on standalone; the REST API does not).
+Drivers run in cluster mode (Python through ``PythonRunner``, which the REST API allows and
+``spark-submit`` refuses on standalone), so the Airflow worker is free once the master accepted one.
+``/json/`` of the master UI lists every driver in one request; driver logs come from the worker UIs.
+What the master cannot do shapes the rest (docs/standalone.md tells it in full):
 
-Coalesced polling reads the master UI's ``/json/``, which lists every active and
-completed driver in one request. The driver's stderr is read from the worker's web UI (``/log``).
-
-What this backend can and cannot know (docs/standalone.md has the whole story):
-
-* **No lookup by key.** The key travels in ``spark.app.name`` (``name [key]``), but ``/json/``
-  lists drivers without a name and applications without their driver (checked on Spark 4.3: a
-  driver has id, starttime, state, cores, memory, submitdate, worker, mainclass), and a driver
-  that has not created its SparkContext yet has no application at all. So the core keeps
-  ``key -> driver id`` in its Airflow-side ledger, with the intent written before the submission
-  (``supports_find_by_key`` is false).
-* **Master not ALIVE is transient.** A STANDBY or RECOVERING master answers HTTP 200 with
-  ``success: false`` and ``Current state is not alive: … Can only … in ALIVE state.``; that is a
-  :class:`ServerError` (retry), never :class:`JobNotFoundError`. Only an ALIVE master that does
-  not know a driver id makes it ``JobNotFoundError``.
-* **Kills in progress.** ``POST /v1/submissions/kill`` only *requests* a kill; the driver reports
-  RUNNING until its worker has stopped it. Kills this process requested are remembered, and such a
-  driver reports :attr:`JobState.CANCELLING` until it ends — in this process only.
-* **Credentials stay home.** The bearer token goes to the configured REST and master UI origins
-  only, never to the worker web UIs the master advertises (they are read for driver logs).
+* no lookup by key — ``/json/`` lists drivers without their name, so the core's ledger maps keys;
+* a master that is not ALIVE answers ``success: false`` for everything: transient, never "not found";
+* a kill is only requested: until the worker stopped the driver it reports CANCELLING, in this process;
+* the bearer token goes to the configured origins only, never to a worker UI the master advertises.
 """
 
 from __future__ import annotations
@@ -39,7 +23,8 @@ from yarl import URL
 
 from airflow_spark_async.core.backend import Backend, JobStatus
 from airflow_spark_async.core.errors import ConfigurationError, JobNotFoundError, RequestRejected, ServerError
-from airflow_spark_async.core.http import get_session, request_json
+from airflow_spark_async.core.http import request_json
+from airflow_spark_async.core.runtime import Runtime
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.standalone.hook import StandaloneSettings
@@ -72,7 +57,7 @@ WORKERS_TTL = 30.0
 #: "Can only … in ALIVE state." of submit, status and kill): a standby or recovering master
 _NOT_ALIVE = ("Current state is not alive", "in ALIVE state")
 #: kills requested by this process, (REST url, driver id) -> when; shared by every backend object of
-#: the process, because the worker builds a backend per call. Bounded: the oldest are dropped first.
+#: the process (each event loop builds its own). Bounded: the oldest are dropped first.
 _KILLS: collections.OrderedDict[tuple[str, str], float] = collections.OrderedDict()
 MAX_REMEMBERED_KILLS = 10_000
 
@@ -83,30 +68,19 @@ def _not_alive(message: Any) -> bool:
 
 def build_create_request(job: SparkJob, *, key: str, settings: StandaloneSettings) -> dict[str, Any]:
     """The ``CreateSubmissionRequest`` body for ``job``: spark-submit options as properties."""
-    props: dict[str, str] = {
+    props = {
         "spark.app.name": f"{job.name or 'spark-job'} [{key}]",
         "spark.master": settings.master_url,
         "spark.submit.deployMode": "cluster",
         "spark.driver.supervise": "false",
+        **job.spark_properties(exclude=("name",)),  # conf last: it wins, as with spark-submit
     }
-    for field, prop in (
-        ("jars", "spark.jars"),
-        ("files", "spark.files"),
-        ("archives", "spark.archives"),
-        ("packages", "spark.jars.packages"),
-        ("py_files", "spark.submit.pyFiles"),
-    ):
-        if values := getattr(job, field):
-            props[prop] = ",".join(values)
-    props.update(job.resource_properties())
-    props.update(job.conf)
     if job.is_python:
         main_class = PYTHON_RUNNER
         # PythonRunner: args(0) = the script, args(1) = comma-separated py-files, then the app's args
         app_args = [job.application, ",".join(job.py_files), *job.args]
     elif job.main_class:
-        main_class = job.main_class
-        app_args = list(job.args)
+        main_class, app_args = job.main_class, list(job.args)
     else:
         # The REST protocol has no "take it from the manifest": mainClass is mandatory.
         raise ConfigurationError(f"{job.application!r} is not a .py file: the standalone master needs main_class")
@@ -121,7 +95,7 @@ def build_create_request(job: SparkJob, *, key: str, settings: StandaloneSetting
     }
 
 
-class StandaloneBackend(Backend):
+class StandaloneBackend(Backend[SparkJob]):
     """Jobs on a Spark standalone master, through its REST submission server."""
 
     name: ClassVar[str] = "standalone"
@@ -129,6 +103,8 @@ class StandaloneBackend(Backend):
 
     def __init__(self, settings: StandaloneSettings) -> None:
         self.settings = settings
+        #: the origins the connection names — the only ones that get its credentials
+        self.origins = frozenset(str(URL(url).origin()) for url in (settings.rest_url, settings.ui_url))
         self._workers: dict[str, str] = {}  # worker id -> web UI URL
         self._workers_at = 0.0
 
@@ -147,19 +123,34 @@ class StandaloneBackend(Backend):
         digest = hashlib.sha256(repr(sorted(self.settings.headers.items())).encode()).hexdigest()[:12]
         return f"{self.settings.rest_url}|{digest}"
 
-    def _origins(self) -> frozenset[str]:
-        """The origins the connection names — the only ones that get its credentials."""
-        return frozenset(str(URL(url).origin()) for url in (self.settings.rest_url, self.settings.ui_url))
-
     async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
         origin = str(URL(url).origin())
-        session = get_session(origin, verify_ssl=self.settings.verify_ssl)
+        session = Runtime.current().session(origin, self.settings.http)
         # A worker's web UI is an address the master advertises, not one the user configured: it
         # never sees the bearer token (a compromised or spoofed worker would otherwise collect it).
-        headers = self.settings.headers if origin in self._origins() else {}
+        headers = self.settings.headers if origin in self.origins else {}
         return await request_json(session, method, url, headers=headers, **kwargs)
 
-    async def submit(self, job: SparkJob, *, key: str) -> JobStatus:
+    async def _master(self, what: str, *, alive: bool = True) -> Mapping[str, Any]:
+        """The master UI's ``/json/``, with ``alive`` only from an ALIVE master: a standby lists no
+        drivers, a recovering one not all of them yet, so their silence is no news. Any master that
+        answers names its workers, whose UIs serve driver logs."""
+        state = await self._call("GET", f"{self.settings.ui_url}/json/")
+        if isinstance(state, dict):
+            self._workers_at = time.monotonic()
+            self._workers = {
+                str(w.get("id")): str(w.get("webuiaddress")).rstrip("/")
+                for w in state.get("workers", [])
+                if w.get("id") and w.get("webuiaddress")
+            }
+        elif alive:
+            raise ServerError(f"{what}: {self.settings.ui_url}/json/ answered {str(state)[:200]!r}")
+        if alive and state.get("status") != "ALIVE":
+            raise ServerError(f"{what}: the Spark master is {state.get('status') or 'in an unknown state'}, not ALIVE")
+        return state if isinstance(state, dict) else {}
+
+    async def submit(self, job: SparkJob, *, key: str, attempt: int = 1) -> JobStatus:
+        """``attempt`` is not needed: the master does not deduplicate, the core's ledger does."""
         body = build_create_request(job, key=key, settings=self.settings)
         resp = await self._call("POST", f"{self.settings.rest_url}/v1/submissions/create", json_body=body)
         if not isinstance(resp, dict) or not resp.get("success") or not resp.get("submissionId"):
@@ -180,7 +171,7 @@ class StandaloneBackend(Backend):
             message = resp.get("message")
             if _not_alive(message):
                 raise ServerError(f"the Spark master is not ALIVE, so it cannot say how driver {job_id} is: {message}")
-            await self._require_alive(f"status of driver {job_id}")
+            await self._master(f"status of driver {job_id}")  # only an ALIVE master's "unknown" is news
             raise JobNotFoundError(
                 f"the Spark master does not know driver {job_id} (it may have been restarted, or the driver "
                 f"was culled after spark.deploy.retainedDrivers): {message or 'no message'}"
@@ -189,15 +180,6 @@ class StandaloneBackend(Backend):
         if worker_ui := await self._worker_ui(resp.get("workerId")):
             links["driver_log"] = f"{worker_ui}/logPage/?driverId={job_id}&logType=stderr"
         return self._status(job_id, str(raw), resp.get("message"), links)
-
-    async def _require_alive(self, what: str) -> None:
-        """An unknown driver is only *known* to be unknown by an ALIVE master: a master that has just
-        become leader, or is recovering, answers ``success: false`` for drivers it will know soon."""
-        state = await self._call("GET", f"{self.settings.ui_url}/json/")
-        if not isinstance(state, dict):
-            raise ServerError(f"{self.settings.ui_url}/json/ answered {str(state)[:200]!r}")
-        if state.get("status") != "ALIVE":
-            raise ServerError(f"{what}: the Spark master is {state.get('status') or 'in an unknown state'}, not ALIVE")
 
     def _status(self, job_id: str, raw: str, message: str | None, links: dict[str, str]) -> JobStatus:
         state = DRIVER_STATES.get(raw.upper(), JobState.PENDING)
@@ -212,25 +194,19 @@ class StandaloneBackend(Backend):
         return JobStatus(job_id, state, raw, message=text, links=links)
 
     async def status_many(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:
-        state = await self._call("GET", f"{self.settings.ui_url}/json/")
-        if not isinstance(state, dict):
-            raise ServerError(f"{self.settings.ui_url}/json/ answered {state!r}")
-        if state.get("status", "ALIVE") != "ALIVE":
-            # A standby or recovering master lists no drivers (or not all yet): its silence is no news.
-            raise ServerError(f"{self.settings.ui_url}/json/: the Spark master is {state.get('status')}, not ALIVE")
-        self._remember_workers(state)
+        """Every listed driver of ``job_ids``; the core asks for the others one by one."""
+        state = await self._master("listing drivers")
         wanted = set(job_ids)
-        found: dict[str, JobStatus] = {}
-        for driver in [*state.get("activedrivers", []), *state.get("completeddrivers", [])]:
-            job_id = str(driver.get("id"))
-            if job_id in wanted and driver.get("state"):
-                found[job_id] = self._status(job_id, str(driver["state"]), None, self.links(job_id))
-        return found
+        return {
+            job_id: self._status(job_id, str(driver["state"]), None, self.links(job_id))
+            for driver in [*state.get("activedrivers", []), *state.get("completeddrivers", [])]
+            if (job_id := str(driver.get("id"))) in wanted and driver.get("state")
+        }
 
     async def cancel(self, job_id: str, *, key: str | None = None) -> None:
         """Request the kill (asynchronous: the driver stays RUNNING until its worker stopped it, and
-        reports CANCELLING here meanwhile). ``key`` is accepted for the core's sake and not needed:
-        driver ids carry the master's start time, so a restarted master does not reuse them.
+        reports CANCELLING here meanwhile). ``key`` is not needed: driver ids carry the master's
+        start time, so a restarted master does not reuse them.
 
         ``success: false`` with "already finished or does not exist" leaves nothing to stop; with
         "not ALIVE" the kill did not happen — a :class:`ServerError`, so the caller tries again.
@@ -254,13 +230,8 @@ class StandaloneBackend(Backend):
             return None
         parts = []
         for log_type in ("stdout", "stderr"):
-            text = await self._call(
-                "GET",
-                f"{worker_ui}/log/",
-                params={"driverId": job_id, "logType": log_type, "byteLength": 256 * 1024},
-                text=True,
-                not_found_ok=True,
-            )
+            params = {"driverId": job_id, "logType": log_type, "byteLength": 256 * 1024}
+            text = await self._call("GET", f"{worker_ui}/log/", params=params, text=True, not_found_ok=True)
             lines = (text or "").splitlines()
             if lines and lines[0].startswith("==== Bytes"):
                 lines = lines[1:]
@@ -274,16 +245,6 @@ class StandaloneBackend(Backend):
     async def _worker_ui(self, worker_id: Any) -> str | None:
         if not worker_id:
             return None
-        if worker_id not in self._workers and time.monotonic() - self._workers_at > WORKERS_TTL:
-            state = await self._call("GET", f"{self.settings.ui_url}/json/")
-            if isinstance(state, dict):
-                self._remember_workers(state)
+        if str(worker_id) not in self._workers and time.monotonic() - self._workers_at > WORKERS_TTL:
+            await self._master(f"the UI of worker {worker_id}", alive=False)
         return self._workers.get(str(worker_id))
-
-    def _remember_workers(self, state: Mapping[str, Any]) -> None:
-        self._workers = {
-            str(w.get("id")): str(w.get("webuiaddress")).rstrip("/")
-            for w in state.get("workers", [])
-            if w.get("id") and w.get("webuiaddress")
-        }
-        self._workers_at = time.monotonic()

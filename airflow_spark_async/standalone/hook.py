@@ -1,16 +1,8 @@
 """The ``spark_standalone`` connection: where a standalone master's REST server and UI live.
 
-Fields:
-
-* **Host / Port / Schema** — the master's REST submission server (``6066``, ``http``).
-* **Password** — optional bearer token (a JWS) for masters protected by Spark 4's
-  ``JWSFilter``; sent as ``Authorization: Bearer …`` and never logged.
-* **Extra** — ``ui_url`` (the master web UI, default ``http://<host>:8080``), ``master_url``
-  (default ``spark://<host>:7077``), ``verify_ssl`` (default true), ``spark_version`` (the
-  ``clientSparkVersion`` sent with submissions, default ``4.0.0``).
-
-The REST submission server accepts unauthenticated submissions by default: never expose it
-beyond a trusted network (see docs/standalone.md).
+Host, port and schema name the REST submission server; the password is an optional bearer token
+for Spark 4's ``JWSFilter``; the extras are in docs/standalone.md. That server accepts
+unauthenticated submissions by default: never expose it beyond a trusted network.
 """
 
 from __future__ import annotations
@@ -21,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 from airflow_spark_async.core.errors import ConfigurationError
+from airflow_spark_async.core.http import DEFAULT_OPTIONS, HttpOptions
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -37,9 +30,10 @@ class StandaloneSettings:
     rest_url: str
     ui_url: str
     master_url: str
-    verify_ssl: bool = True
     spark_version: str = "4.0.0"
     token: str | None = dataclasses.field(default=None, repr=False)
+    #: how sessions reach the two origins; ``verify_ssl`` is the connection's only HTTP setting
+    http: HttpOptions = DEFAULT_OPTIONS
 
     @classmethod
     def from_connection(cls, conn: Connection) -> StandaloneSettings:
@@ -57,9 +51,10 @@ class StandaloneSettings:
             rest_url=f"{scheme}://{host}:{conn.port or 6066}",
             ui_url=str(extra.get("ui_url") or f"http://{host}:8080").rstrip("/"),
             master_url=str(extra.get("master_url") or f"spark://{host}:7077"),
-            verify_ssl=str(extra.get("verify_ssl", True)).lower() not in ("false", "0", "no"),
             spark_version=str(extra.get("spark_version") or "4.0.0"),
             token=conn.password or None,
+            # true/false/yes/off …, anything else refused; unset (or left empty in the form) verifies
+            http=HttpOptions(verify_ssl=True if extra.get("verify_ssl") in (None, "") else extra["verify_ssl"]),
         )
 
     @property

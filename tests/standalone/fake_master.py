@@ -29,23 +29,12 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.servers.background import BackgroundServer
+from tests.servers.background import BackgroundServer, ThreadedServer
 
 __all__ = ["FakeMaster", "FakeWorkerUI"]
 
 SPARK_VERSION = "4.0.0"
 NOT_ALIVE = "Current state is not alive: {state}. Can only {what} in ALIVE state."
-
-
-class _Site(BackgroundServer):
-    """One port of the fake master (its REST server or its UI)."""
-
-    def __init__(self, build: Callable[[], web.Application], name: str) -> None:
-        super().__init__(thread_name=name)
-        self._build = build
-
-    def build_app(self) -> web.Application:
-        return self._build()
 
 
 class FakeWorkerUI(BackgroundServer):
@@ -67,8 +56,9 @@ class FakeWorkerUI(BackgroundServer):
         return web.Response(text=f"==== Bytes 0-{len(text)} of {len(text)} of log ====\n{text}")
 
 
-class FakeMaster:
-    """Start with ``with FakeMaster() as master:``; ``rest_url`` and ``ui_url`` are its two origins.
+class FakeMaster(ThreadedServer):
+    """Start with ``with FakeMaster() as master:``; ``rest_url`` (also ``origin``) and ``ui_url`` are
+    its two origins, each served by a server of its own.
 
     :param worker_ui: the worker web UI this master advertises in ``/json/``.
     """
@@ -87,19 +77,19 @@ class FakeMaster:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._lock = threading.Lock()
         self._counter = 0
-        self._rest = _Site(self._rest_app, "fake-master-rest")
-        self._ui = _Site(self._ui_app, "fake-master-ui")
+        self._rest = BackgroundServer(app=self._rest_app, thread_name="fake-master-rest")
+        self._ui = BackgroundServer(app=self._ui_app, thread_name="fake-master-ui")
+        super().__init__(port=self._rest.port)
         self.rest_url = self._rest.origin
         self.ui_url = self._ui.origin
 
-    def __enter__(self) -> FakeMaster:
-        self._rest.__enter__()
-        self._ui.__enter__()
-        return self
+    def start(self) -> None:
+        self._rest.start()
+        self._ui.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self._ui.__exit__(*exc)
-        self._rest.__exit__(*exc)
+    def stop(self) -> None:
+        self._ui.stop()
+        self._rest.stop()
 
     # -- control from the test ---------------------------------------------------------------
 
