@@ -34,7 +34,6 @@ import json
 import logging
 import re
 import threading
-import weakref
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
@@ -49,7 +48,7 @@ from aiobotocore.session import AioSession  # type: ignore[import-untyped]
 from botocore import exceptions as bx  # type: ignore[import-untyped]
 from botocore.loaders import create_loader  # type: ignore[import-untyped]
 
-from airflow_spark_async.core.backend import Backend
+from airflow_spark_async.core.backend import Backend, RequestT
 from airflow_spark_async.core.connections import aload_connection
 from airflow_spark_async.core.errors import (
     AuthError,
@@ -61,9 +60,10 @@ from airflow_spark_async.core.errors import (
     RequestRejected,
     ServerError,
 )
-from airflow_spark_async.core.http import close_with_loop, parse_retry_after
+from airflow_spark_async.core.http import parse_retry_after
 from airflow_spark_async.core.options import BackendOptions
 from airflow_spark_async.core.retry import Backoff, ThrottleGate, retry_call
+from airflow_spark_async.core.runtime import Runtime
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -363,8 +363,6 @@ class AwsClient:
         self.service = service
         self.gate = ThrottleGate()
         self.calls: Counter[str] = Counter()  # observable cost, for tests and benchmarks
-        #: state a backend keeps per shared client (the steps backend's batcher), living as long as it
-        self.shared: dict[str, Any] = {}
         self._client: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._lock = asyncio.Lock()
@@ -510,34 +508,19 @@ def _assumed_role_credentials(settings: AwsSettings, base_session: Any, config: 
 
 
 class _LoopClients(dict[str, AwsClient]):
-    """The clients of one event loop; closed with the loop's HTTP sessions (see below)."""
-
-    closed = False
+    """The clients of one event loop, closed with its :class:`Runtime` (aiobotocore clients hold
+    aiohttp sessions of their own)."""
 
     async def close(self) -> None:
-        self.closed = True
-        for client in list(self.values()):
-            await client.close()
+        clients = list(self.values())
         self.clear()
-
-
-_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = weakref.WeakKeyDictionary()
-_CLEANUP_KEY = "airflow_spark_async.emr.aws clients"
-
-
-def _loop_clients() -> _LoopClients:
-    loop = asyncio.get_running_loop()
-    clients = _CLIENTS.get(loop)
-    if clients is None or clients.closed:
-        clients = _CLIENTS[loop] = _LoopClients()
-        # aiobotocore clients hold aiohttp sessions too: close them when the core closes the loop's.
-        close_with_loop(_CLEANUP_KEY, clients)
-    return clients
+        for client in clients:
+            await client.close()
 
 
 async def aws_client(settings: AwsSettings, service: str) -> AwsClient:
     """The shared client of ``service`` for these settings on the running loop."""
-    clients = _loop_clients()
+    clients = Runtime.current().shared("airflow_spark_async.emr.aws clients", _LoopClients)
     key = settings.client_key(service)
     client = clients.get(key)
     if client is None or client.closed:
@@ -547,7 +530,7 @@ async def aws_client(settings: AwsSettings, service: str) -> AwsClient:
     return client
 
 
-class AwsBackend(Backend):
+class AwsBackend(Backend[RequestT]):
     """A backend on one AWS service, reached through the shared client of its connection.
 
     Subclasses name their botocore ``service`` and their :attr:`Options` (a subclass of
@@ -566,7 +549,7 @@ class AwsBackend(Backend):
         self.opts = self.Options.from_options(options)
 
     @classmethod
-    async def from_connection(cls, conn: Connection, options: Mapping[str, Any]) -> AwsBackend:
+    async def from_connection(cls, conn: Connection, options: Mapping[str, Any]) -> AwsBackend[RequestT]:
         cls.validate_options(options)
         settings = AwsSettings.from_connection(conn, options)
         return cls(settings, await aws_client(settings, cls.service), options)

@@ -36,10 +36,10 @@ from typing import Any, ClassVar
 
 from airflow_spark_async.core.backend import JobStatus, status_if_carrying
 from airflow_spark_async.core.errors import ConfigurationError, JobNotFoundError, RequestRejected, ServerError
-from airflow_spark_async.core.keys import parse_key
-from airflow_spark_async.core.spec import SparkJob
+from airflow_spark_async.core.runtime import Runtime
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.emr.aws import AwsBackend, AwsOptions
+from airflow_spark_async.emr.ids import in_family
 
 __all__ = [
     "ACTIVE_CLUSTER_STATES",
@@ -71,11 +71,6 @@ LIST_PAGE = 50
 DESCRIBE_CONCURRENCY = 5
 
 log = logging.getLogger(__name__)
-
-
-def _in_family(key: str | None, family: str) -> bool:
-    parsed = parse_key(key or "")
-    return parsed is not None and parsed.family == family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +126,7 @@ class ClusterInfo:
         return CLUSTER_STATES.get(self.state, JobState.PENDING)
 
 
-async def describe_cluster(backend: AwsBackend, cluster_id: str) -> ClusterInfo:
+async def describe_cluster(backend: AwsBackend[Any], cluster_id: str) -> ClusterInfo:
     """``DescribeCluster``; an id EMR does not know raises ``JobNotFoundError``."""
     try:
         answer = await backend.call("describe_cluster", ClusterId=cluster_id)
@@ -140,7 +135,7 @@ async def describe_cluster(backend: AwsBackend, cluster_id: str) -> ClusterInfo:
     return ClusterInfo.parse(answer.get("Cluster"))
 
 
-def cluster_links(backend: AwsBackend, cluster_id: str, log_uri: str | None = None,
+def cluster_links(backend: AwsBackend[Any], cluster_id: str, log_uri: str | None = None,
                   log_suffix: str = "") -> dict[str, str]:
     """Console pages of a cluster, and of its logs on S3 when the cluster has a log URI."""
     links = {"emr_cluster": f"{backend.console}/emr/home?region={backend.region}#/clusterDetails/{cluster_id}"}
@@ -164,7 +159,7 @@ class JobFlowRequest:
     config: Mapping[str, Any]
 
 
-class EmrClusterBackend(AwsBackend):
+class EmrClusterBackend(AwsBackend[JobFlowRequest]):
     """EMR clusters: create (``RunJobFlow``), watch (``DescribeCluster``), cancel = terminate."""
 
     name: ClassVar[str] = "emr_cluster"
@@ -172,10 +167,10 @@ class EmrClusterBackend(AwsBackend):
     supports_find_by_key: ClassVar[bool] = True
     Options: ClassVar[type[AwsOptions]] = ClusterOptions
 
-    async def submit(self, job: SparkJob | JobFlowRequest, *, key: str) -> JobStatus:  # type: ignore[override]
-        if not isinstance(job, JobFlowRequest):
+    async def submit(self, request: JobFlowRequest, *, key: str, attempt: int = 1) -> JobStatus:
+        if not isinstance(request, JobFlowRequest):
             raise RequestRejected("the EMR cluster backend creates clusters: give a JobFlowRequest, not a SparkJob")
-        config = dict(job.config)
+        config = dict(request.config)
         tags = [t for t in config.get("Tags") or [] if isinstance(t, Mapping) and t.get("Key") != KEY_TAG]
         config["Tags"] = [*tags, {"Key": KEY_TAG, "Value": key}]
         answer = await self.call("run_job_flow", **config)
@@ -205,10 +200,7 @@ class EmrClusterBackend(AwsBackend):
     def _known_keys(self) -> dict[str, str | None]:
         """Cluster id -> its key tag (``None``: it has none), for every cluster described through the
         shared client: the tag is set at creation and never changes, so it is read once."""
-        known = self.client.shared.get("emr.cluster_keys")
-        if known is None:
-            known = self.client.shared["emr.cluster_keys"] = {}
-        return known  # type: ignore[no-any-return]
+        return Runtime.current().shared(f"emr.cluster_keys|{self.watch_key}", dict)
 
     async def find_jobs(self, family: str) -> Sequence[JobStatus]:
         """The active clusters tagged with a key of ``family``, newest first (see the module docstring).
@@ -234,7 +226,7 @@ class EmrClusterBackend(AwsBackend):
                     known[cluster_id] = None
 
         await asyncio.gather(*(describe(c) for c in unknown))
-        mine = [info for info in listed if _in_family(known.get(info.id), family)]
+        mine = [info for info in listed if in_family(known.get(info.id), family)]
         mine.sort(key=lambda info: created[info.id], reverse=True)
         return [self._status(info, known[info.id]) for info in mine]
 
@@ -263,7 +255,7 @@ class EmrClusterBackend(AwsBackend):
         return cluster_links(self, job_id)
 
 
-async def cluster_id_by_name(backend: AwsBackend, name: str, states: Sequence[str]) -> str:
+async def cluster_id_by_name(backend: AwsBackend[Any], name: str, states: Sequence[str]) -> str:
     """The id of the one cluster called ``name`` in one of ``states`` (the official ``job_flow_name``)."""
     params: dict[str, Any] = {"ClusterStates": list(states)} if states else {}
     matches = [

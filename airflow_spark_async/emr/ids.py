@@ -29,7 +29,7 @@ from typing import NamedTuple
 from airflow_spark_async.core.errors import JobNotFoundError
 from airflow_spark_async.core.keys import parse_key
 
-__all__ = ["JobRunRef", "KeyTag", "StepsRef", "parse_tag", "strip_tag", "tag_name"]
+__all__ = ["JobRunRef", "KeyTag", "StepsRef", "in_family", "parse_tag", "strip_tag", "tag_name"]
 
 #: AWS's limit for step, job-run and cluster names
 NAME_LIMIT = 256
@@ -56,6 +56,12 @@ def parse_tag(name: str | None) -> KeyTag | None:
         return None
     index, total = match.group(2), match.group(3)
     return KeyTag(match.group(1), int(index) if index else None, int(total) if total else None)
+
+
+def in_family(key: str | None, family: str) -> bool:
+    """Whether ``key`` is a key of this release of the task instance ``family`` (any generation)."""
+    parsed = parse_key(key or "")
+    return parsed is not None and parsed.family == family
 
 
 def strip_tag(name: str | None) -> str:

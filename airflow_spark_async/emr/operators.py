@@ -32,19 +32,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow.sdk import BaseOperator
 
 from airflow_spark_async.core.backend import Backend, JobStatus
-from airflow_spark_async.core.errors import BackendError, ConfigurationError
+from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.events import EventStatus, JobEvent
-from airflow_spark_async.core.keys import job_key_from_context
 from airflow_spark_async.core.links import push_links
 from airflow_spark_async.core.operator import SparkJobFailed, SparkJobOperator, default_deferrable, seconds
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.sync import call_backend
-from airflow_spark_async.core.trigger import cancel_job
 from airflow_spark_async.emr.clusters import EmrClusterBackend, JobFlowRequest, cluster_id_by_name, cluster_links
 from airflow_spark_async.emr.compat import (
     AWS_TEMPLATE_FIELDS,
@@ -169,7 +167,7 @@ class EmrStepsOperator(_EmrJobOperator):
     async def _cluster_by_name(self, backend: Backend) -> str:
         return await cluster_id_by_name(backend, str(self.job_flow_name), self.cluster_states)  # type: ignore[arg-type]
 
-    def build_job(self, context: Context) -> StepsRequest:  # type: ignore[override]
+    def build_request(self, context: Context, key: str, attempt: int) -> StepsRequest:
         if self.job is None:
             steps = parse_steps(self.steps)
         else:
@@ -191,10 +189,7 @@ class EmrAddStepsOperator(EmrStepsOperator):
     def __init__(self, *, wait_for_completion: bool = False, **kwargs: Any) -> None:
         super().__init__(**official_waiter(kwargs, 30.0))
         self.wait_for_completion = wait_for_completion
-
-    @property
-    def waits(self) -> bool:
-        return bool(self.deferrable or self.wait_for_completion)
+        self.wait_for_termination = bool(self.deferrable or wait_for_completion)
 
     def result(self, context: Context, job_id: str) -> list[str]:
         return list(StepsRef.parse(job_id).step_ids)
@@ -225,36 +220,24 @@ class EmrCreateJobFlowOperator(_EmrJobOperator):
                  job_flow_overrides: str | dict[str, Any] | None = None, wait_for_completion: bool | None = None,
                  wait_policy: str | None = None, terminate_job_flow_on_failure: bool = True, **kwargs: Any) -> None:
         self.wait_policy = parse_wait_policy(wait_policy, wait_for_completion)
-        super().__init__(**official_waiter(kwargs, 60.0))
+        super().__init__(wait_for_termination=self.wait_policy is not None, **official_waiter(kwargs, 60.0))
         self.emr_conn_id = emr_conn_id
         self.job_flow_overrides = job_flow_overrides or {}
         self.wait_for_completion = self.wait_policy is not None
         self.terminate_job_flow_on_failure = terminate_job_flow_on_failure
 
-    @property
-    def waits(self) -> bool:
-        return self.wait_policy is not None
-
     def watch_options(self) -> dict[str, Any]:
         return {"stop_states": list(WAIT_POLICY_STATES[self.wait_policy])} if self.wait_policy else {}
 
-    def build_job(self, context: Context) -> JobFlowRequest:  # type: ignore[override]
+    def build_request(self, context: Context, key: str, attempt: int) -> JobFlowRequest:
         return JobFlowRequest(job_flow_config(self.emr_conn_id, self.job_flow_overrides, self.log))
 
-    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
-        try:
-            return super().execute_complete(context, event)
-        except SparkJobFailed:
-            ev = JobEvent.from_payload(event)
-            ended = ev.backend_state in ("TERMINATED", "TERMINATED_WITH_ERRORS")
-            if self.terminate_job_flow_on_failure and ev.status is not EventStatus.TIMEOUT and not ended:
-                self.log.warning("Terminating cluster %s after the failure", ev.job_id)
-                try:
-                    self.backend_call(lambda backend: cancel_job(backend, ev.job_id, ev.key))
-                except BackendError as exc:
-                    self.log.error("Could not terminate cluster %s: %s", ev.job_id, exc)
-            raise
-
+    def on_failure(self, context: Context, event: JobEvent) -> NoReturn:
+        """Terminate a cluster that failed without ending (``terminate_job_flow_on_failure``)."""
+        if self.terminate_job_flow_on_failure and event.backend_state not in ("TERMINATED", "TERMINATED_WITH_ERRORS"):
+            self.log.warning("Terminating cluster %s after the failure", event.job_id)
+            self.cancel_job(event.job_id, event.key)
+        super().on_failure(context, event)
 
 
 class EmrTerminateJobFlowOperator(AwsArgs, BaseOperator):
@@ -355,7 +338,7 @@ class EmrServerlessJobOperator(_EmrJobOperator):
         options: dict[str, Any] = {"application_id": self.application_id, "execution_role_arn": self.execution_role_arn}
         return options if self.cancel_on_kill else {**options, "cancel_on_kill": False}
 
-    def build_job(self, context: Context) -> JobRunRequest:  # type: ignore[override]
+    def build_request(self, context: Context, key: str, attempt: int) -> JobRunRequest:
         extra = dict(self.config)
         name = self.name or extra.pop("name", None)
         driver: Mapping[str, Any] = self.job_driver or {}
@@ -363,8 +346,7 @@ class EmrServerlessJobOperator(_EmrJobOperator):
             job = super().build_job(context)
             driver, name = spark_submit_driver(job), name or job.name
         ti = context["ti"]
-        token = self.client_request_token or serverless_token(job_key_from_context(context),
-                                                              getattr(ti, "try_number", 1))
+        token = self.client_request_token or serverless_token(key, attempt)
         return JobRunRequest(application_id=self.application_id, execution_role_arn=self.execution_role_arn,
                              job_driver=driver, configuration_overrides=self.configuration_overrides,
                              name=name or f"{ti.dag_id}.{ti.task_id}", client_token=token, extra=extra)
@@ -384,12 +366,8 @@ class EmrServerlessStartJobOperator(EmrServerlessJobOperator):
     """
 
     def __init__(self, *, wait_for_completion: bool = True, **kwargs: Any) -> None:
-        super().__init__(**official_waiter(kwargs, 60.0))
+        super().__init__(wait_for_termination=wait_for_completion, **official_waiter(kwargs, 60.0))
         self.wait_for_completion = wait_for_completion
-
-    @property
-    def waits(self) -> bool:
-        return bool(self.wait_for_completion)
 
     def result(self, context: Context, job_id: str) -> str:
         return JobRunRef.parse(job_id).job_run_id

@@ -13,13 +13,16 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_spark_async.core.sensor import SparkJobSensor
 from airflow_spark_async.emr.compat import AWS_TEMPLATE_FIELDS, AwsArgs, check_attempts
 from airflow_spark_async.emr.ids import JobRunRef, StepsRef
 from airflow_spark_async.emr.links import EmrClusterLink, EmrLogsLink
 from airflow_spark_async.emr.triggers import EmrClusterTrigger, EmrServerlessJobTrigger, EmrStepsTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 __all__ = ["EmrJobFlowSensor", "EmrServerlessJobSensor", "EmrStepSensor"]
 
@@ -31,7 +34,7 @@ class _EmrSensor(AwsArgs, SparkJobSensor):
     """The official AWS arguments and ``max_attempts`` on top of the core sensor.
 
     The job id is built from the rendered arguments (``job_flow_id`` and ``step_id`` are
-    templated), so it is a property rather than an attribute.
+    templated) in :meth:`render_job_id`.
     """
 
     default_conn_id: ClassVar[str] = "aws_default"
@@ -62,14 +65,12 @@ class _EmrSensor(AwsArgs, SparkJobSensor):
 
     @property
     def job_id(self) -> str:
-        return self._job_id()
+        """Always the id of the rendered arguments (see :meth:`render_job_id`)."""
+        return self.render_job_id()
 
     @job_id.setter
     def job_id(self, value: str) -> None:
         """Set by the core's ``__init__``; the id always comes from the rendered arguments."""
-
-    def _job_id(self) -> str:
-        raise NotImplementedError
 
     @property
     def failed_states(self) -> set[str] | None:
@@ -93,7 +94,7 @@ class EmrStepSensor(_EmrSensor):
         super().__init__(target_states=target_states or ["COMPLETED"],
                          failed_states=failed_states or list(STEP_FAILED_STATES), **kwargs)
 
-    def _job_id(self) -> str:
+    def render_job_id(self, context: Context | None = None) -> str:
         return str(StepsRef(str(self.job_flow_id), (str(self.step_id),)))
 
 
@@ -113,7 +114,7 @@ class EmrJobFlowSensor(_EmrSensor):
         super().__init__(target_states=target_states or ["TERMINATED"],
                          failed_states=failed_states or ["TERMINATED_WITH_ERRORS"], **kwargs)
 
-    def _job_id(self) -> str:
+    def render_job_id(self, context: Context | None = None) -> str:
         return str(self.job_flow_id)
 
 
@@ -133,5 +134,5 @@ class EmrServerlessJobSensor(_EmrSensor):
         super().__init__(target_states=targets, failed_states=set(SERVERLESS_FAILED_STATES) - targets or None,
                          **kwargs)
 
-    def _job_id(self) -> str:
+    def render_job_id(self, context: Context | None = None) -> str:
         return str(JobRunRef(str(self.application_id), str(self.job_run_id)))

@@ -20,17 +20,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from airflow_spark_async.core.backend import JobStatus, status_if_carrying
 from airflow_spark_async.core.errors import JobNotFoundError, RequestRejected, ServerError
-from airflow_spark_async.core.keys import parse_key
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.emr.aws import AwsBackend, AwsOptions
-from airflow_spark_async.emr.ids import JobRunRef, KeyTag, parse_tag, tag_name
+from airflow_spark_async.emr.ids import JobRunRef, in_family, parse_tag, tag_name
 from airflow_spark_async.emr.spark import spark_submit_driver
 
 __all__ = ["JOB_RUN_STATES", "EmrServerlessBackend", "JobRunInfo", "JobRunRequest", "serverless_token"]
@@ -59,11 +57,6 @@ def serverless_token(key: str, try_number: int | None) -> str:
     so a token shared by every try would give a retry the failed run of the try before.
     """
     return f"{key}.{int(try_number or 1)}"[:64]
-
-
-def _in_family(tag: KeyTag | None, family: str) -> bool:
-    parsed = parse_key(tag.key) if tag else None
-    return parsed is not None and parsed.family == family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +119,7 @@ class JobRunRequest:
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-class EmrServerlessBackend(AwsBackend):
+class EmrServerlessBackend(AwsBackend[JobRunRequest]):
     """Job runs of EMR Serverless applications; see the module docstring.
 
     Backend options: ``region_name``, ``verify``, ``botocore_config`` (AWS),
@@ -140,18 +133,16 @@ class EmrServerlessBackend(AwsBackend):
     supports_find_by_key: ClassVar[bool] = True
     Options: ClassVar[type[AwsOptions]] = ServerlessOptions
 
-    async def submit(self, job: SparkJob | JobRunRequest, *, key: str) -> JobStatus:  # type: ignore[override]
-        if isinstance(job, JobRunRequest):
-            request = job
-        else:
-            request = JobRunRequest(None, None, spark_submit_driver(job), name=job.name)
+    async def submit(self, request: JobRunRequest | SparkJob, *, key: str, attempt: int = 1) -> JobStatus:
+        if isinstance(request, SparkJob):  # the portable job, as the conformance suite submits it
+            request = JobRunRequest(None, None, spark_submit_driver(request), name=request.name)
         application_id = request.application_id or self.required("application_id")
         await self._start_application(application_id)
         params: dict[str, Any] = {
             **request.extra,
             "applicationId": application_id,
-            # the operators give a per-try token; a bare SparkJob guards this one call only
-            "clientToken": request.client_token or f"{key}-{uuid.uuid4().hex[:16]}",
+            # one token per try: a resend within the try gets the same run, a retry a new one
+            "clientToken": request.client_token or serverless_token(key, attempt),
             "executionRoleArn": request.execution_role_arn or self.required("execution_role_arn"),
             "jobDriver": dict(request.job_driver),
             "name": tag_name(request.name or "spark-job", key),
@@ -190,7 +181,7 @@ class EmrServerlessBackend(AwsBackend):
                 info
                 async for item in self.paged("list_job_runs", "jobRuns", "nextToken",
                                              applicationId=application_id, states=list(ACTIVE_JOB_RUN_STATES))
-                if _in_family(parse_tag((info := JobRunInfo.parse(item)).name), family)
+                if in_family((tag := parse_tag((info := JobRunInfo.parse(item)).name)) and tag.key, family)
             ]
         except JobNotFoundError:  # no such application: nothing to reattach to; submitting says why
             return []

@@ -10,7 +10,8 @@ leaving them behind a failed task would orphan them.
 whole status (state, reason, ``FailureDetails``), so the statuses of every step of a cluster
 that the triggerer watches cost ``ceil(steps / 10)`` calls per cycle — whether the core's
 watcher asks through :meth:`EmrStepsBackend.status_many` or, after an error, job by job:
-:class:`_StepBatcher` merges concurrent questions into the same calls.
+the core's :class:`~airflow_spark_async.core.coalescer.Coalescer` merges concurrent questions
+into the same calls.
 
 **A terminated cluster is noticed.** Steps of a cluster that terminated cannot finish. EMR
 cancels them, but a poll that only lists steps would wait on a step left in ``RUNNING``
@@ -29,11 +30,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from airflow_spark_async.core.backend import JobStatus
+from airflow_spark_async.core import clock as core_clock
+from airflow_spark_async.core.backend import JobStatus, StatusMany
+from airflow_spark_async.core.coalescer import Coalescer
 from airflow_spark_async.core.errors import (
     BackendError,
     ConfigurationError,
@@ -41,13 +43,13 @@ from airflow_spark_async.core.errors import (
     RequestRejected,
     ServerError,
 )
-from airflow_spark_async.core.keys import parse_key
 from airflow_spark_async.core.options import option
+from airflow_spark_async.core.runtime import Runtime
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.states import JobState
-from airflow_spark_async.emr.aws import AwsBackend, AwsClient, AwsOptions
+from airflow_spark_async.emr.aws import AwsBackend, AwsOptions
 from airflow_spark_async.emr.clusters import cluster_links, describe_cluster
-from airflow_spark_async.emr.ids import StepsRef, parse_tag, strip_tag, tag_name
+from airflow_spark_async.emr.ids import StepsRef, in_family, parse_tag, strip_tag, tag_name
 from airflow_spark_async.emr.spark import spark_step
 
 __all__ = ["STEP_STATES", "EmrStepsBackend", "StepInfo", "StepsRequest"]
@@ -70,11 +72,6 @@ LIST_STEPS_MAX_IDS = 10
 #: AddJobFlowSteps / CancelSteps accept at most this many steps
 MAX_STEPS = 256
 DEFAULT_CLUSTER_CHECK = 300.0
-
-
-def _in_family(key: str, family: str) -> bool:
-    parsed = parse_key(key)
-    return parsed is not None and parsed.family == family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,65 +141,40 @@ class StepsOptions(AwsOptions):
     cluster_check_interval: float = option(DEFAULT_CLUSTER_CHECK, gt=0)
 
 
-class _StepBatcher:
-    """Merges concurrent step-status questions about one cluster into ``ListSteps`` calls.
+class EmrStepsBackend(AwsBackend[StepsRequest]):
+    """Spark (or any) steps on EMR clusters; see the module docstring.
 
-    One per shared client: every backend instance and every trigger of the client feed it.
-    Questions arriving in the same loop iteration (the watcher's batch, or its one-by-one
-    fallback) are answered together, ten step ids per call.
+    Backend options: ``region_name``, ``verify``, ``botocore_config`` (AWS), ``cluster_id``
+    (where to add steps and look for an earlier try's steps — set by the operator), and
+    ``cluster_check_interval`` (seconds between liveness checks of a cluster, default 300).
     """
 
-    def __init__(self, client: AwsClient) -> None:
-        self.client = client
-        #: cluster id -> step id -> futures, until that cluster's flush task takes them
-        self._pending: dict[str, dict[str, list[asyncio.Future[StepInfo | None]]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()  # the loop only keeps weak references to tasks
-        #: cluster id -> monotonic time it was last described (liveness checks)
-        self.checked: dict[str, float] = {}
+    name: ClassVar[str] = "emr"
+    service: ClassVar[str] = "emr"
+    supports_find_by_key: ClassVar[bool] = True
+    Options: ClassVar[type[AwsOptions]] = StepsOptions
 
-    async def steps(self, cluster_id: str, step_ids: Iterable[str]) -> dict[str, StepInfo | None]:
-        """The summaries of ``step_ids`` (``None``: not listed); the first error of any of them raises."""
-        results = await self.results(cluster_id, step_ids)
-        for result in results.values():
-            if isinstance(result, BaseException):
-                raise result
-        return results  # type: ignore[return-value]
+    @property
+    def steps(self) -> Coalescer[tuple[str, str], StepInfo | None]:
+        """The shared ``ListSteps`` coalescer of this client: every question about steps asked in one
+        loop turn (the watcher's batch, its one-by-one fallback, cancels, logs) costs
+        ``ceil(steps / 10)`` calls per cluster. A step the cluster does not list is ``None``."""
+        return Runtime.current().shared(f"emr.steps|{self.watch_key}", lambda: Coalescer(
+            self._list_steps, max_batch=LIST_STEPS_MAX_IDS, group=lambda key: key[0], missing=lambda key: None,
+            name="emr ListSteps"))
 
-    async def results(self, cluster_id: str, step_ids: Iterable[str]) -> dict[str, StepInfo | BaseException | None]:
-        """Like :meth:`steps`, but each id's own error in place of its summary, so that one unknown id
-        does not cost the answers about the others."""
-        loop = asyncio.get_running_loop()
-        waiting = self._pending.get(cluster_id)
-        if waiting is None:  # no flush of this cluster is scheduled yet
-            waiting = self._pending[cluster_id] = {}
-            task = loop.create_task(self._flush(cluster_id), name=f"emr-steps-{cluster_id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        futures: dict[str, asyncio.Future[StepInfo | None]] = {}
-        for step_id in step_ids:
-            futures[step_id] = future = loop.create_future()
-            waiting.setdefault(step_id, []).append(future)
-        # gather, not one await after another: a failed chunk fails several futures at once, and
-        # gather marks every one of their exceptions as retrieved
-        return dict(zip(futures, await asyncio.gather(*futures.values(), return_exceptions=True), strict=True))
+    async def step_infos(self, ref: StepsRef) -> dict[str, StepInfo | None]:
+        """The summaries of the job's steps; the first error of any of them raises."""
+        infos = await self.steps.get_many((ref.cluster_id, step_id) for step_id in ref.step_ids)
+        for info in infos.values():
+            if isinstance(info, BaseException):
+                raise info
+        return {step_id: info for (_, step_id), info in infos.items()}  # type: ignore[misc]
 
-    async def _flush(self, cluster_id: str) -> None:
-        # A task starts one loop iteration after it was created, so every question asked in the
-        # iteration that created it (a gather of triggers or of the watcher's fallback) is here.
-        waiting = self._pending.pop(cluster_id, {})
-        ids = list(waiting)
-        chunks = [ids[i:i + LIST_STEPS_MAX_IDS] for i in range(0, len(ids), LIST_STEPS_MAX_IDS)]
-        results = await asyncio.gather(*(self._list(cluster_id, chunk) for chunk in chunks), return_exceptions=True)
-        for chunk, result in zip(chunks, results, strict=True):
-            for step_id in chunk:
-                answer = result if isinstance(result, BaseException) else result.get(step_id)
-                for future in waiting[step_id]:
-                    if future.done():
-                        continue
-                    if isinstance(answer, BaseException):
-                        future.set_exception(answer)
-                    else:
-                        future.set_result(answer)
+    async def _list_steps(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], StepInfo | BaseException]:
+        cluster_id = keys[0][0]
+        listed = await self._list(cluster_id, [step_id for _, step_id in keys])
+        return {(cluster_id, step_id): info for step_id, info in listed.items()}
 
     async def _list(self, cluster_id: str, step_ids: list[str], *,
                     cluster_known: bool = False) -> dict[str, StepInfo | BaseException]:
@@ -217,7 +189,7 @@ class _StepBatcher:
         apply to every id alike, and the watcher backs off for all of them.
         """
         try:
-            answer = await self.client.call("list_steps", ClusterId=cluster_id, StepIds=step_ids)
+            answer = await self.call("list_steps", ClusterId=cluster_id, StepIds=step_ids)
         except RequestRejected as exc:  # EMR: InvalidRequestException for a cluster or step it does not know
             if len(step_ids) == 1:
                 return {step_ids[0]: JobNotFoundError(
@@ -236,36 +208,16 @@ class _StepBatcher:
 
     async def _cluster_known(self, cluster_id: str) -> bool:
         try:
-            await self.client.call("describe_cluster", ClusterId=cluster_id)
-        except (RequestRejected, JobNotFoundError):
+            await describe_cluster(self, cluster_id)
+        except JobNotFoundError:
             return False
         return True
 
-
-class EmrStepsBackend(AwsBackend):
-    """Spark (or any) steps on EMR clusters; see the module docstring.
-
-    Backend options: ``region_name``, ``verify``, ``botocore_config`` (AWS), ``cluster_id``
-    (where to add steps and look for an earlier try's steps — set by the operator), and
-    ``cluster_check_interval`` (seconds between liveness checks of a cluster, default 300).
-    """
-
-    name: ClassVar[str] = "emr"
-    service: ClassVar[str] = "emr"
-    supports_find_by_key: ClassVar[bool] = True
-    Options: ClassVar[type[AwsOptions]] = StepsOptions
-
-    @property
-    def batcher(self) -> _StepBatcher:
-        batcher = self.client.shared.get("emr.steps")
-        if batcher is None:
-            batcher = self.client.shared["emr.steps"] = _StepBatcher(self.client)
-        return batcher  # type: ignore[no-any-return]
-
     # -- submit and reattach ---------------------------------------------------------------
 
-    async def submit(self, job: SparkJob | StepsRequest, *, key: str) -> JobStatus:  # type: ignore[override]
-        request = job if isinstance(job, StepsRequest) else StepsRequest(None, (spark_step(job),))
+    async def submit(self, request: StepsRequest | SparkJob, *, key: str, attempt: int = 1) -> JobStatus:
+        if isinstance(request, SparkJob):  # the portable job, as the conformance suite submits it
+            request = StepsRequest(None, (spark_step(request),))
         cluster_id = request.cluster_id or self.required("cluster_id")
         if not request.steps or len(request.steps) > MAX_STEPS:
             raise ConfigurationError(f"give between 1 and {MAX_STEPS} steps, not {len(request.steps)}")
@@ -304,7 +256,7 @@ class EmrStepsBackend(AwsBackend):
         live: dict[str, int] = {}  # key -> number of steps of its submissions
         async for info in self._listed(cluster_id, StepStates=list(ACTIVE_STEP_STATES)):
             tag = parse_tag(info.name)
-            if tag and _in_family(tag.key, family):
+            if tag and in_family(tag.key, family):
                 live[tag.key] = max(live.get(tag.key, 1), tag.total or 1)
         if not live:
             return []
@@ -346,46 +298,34 @@ class EmrStepsBackend(AwsBackend):
 
     async def status(self, job_id: str) -> JobStatus:
         ref = StepsRef.parse(job_id)
-        steps = await self.batcher.steps(ref.cluster_id, ref.step_ids)
-        steps = await self._check_cluster(ref.cluster_id, steps)
+        steps = await self._check_cluster(ref.cluster_id, await self.step_infos(ref))
         status = self._aggregate(ref, steps)
         if status.is_terminal and status.state is not JobState.SUCCEEDED:
             status = await self._explain_failure(ref, status)
         return status
 
-    async def status_many(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:
+    async def status_many(self, job_ids: Sequence[str]) -> StatusMany:
+        """Every job's steps through the coalescer. A job with an unknown or unreadable step is left
+        out — asked on its own, where its error reaches its trigger alone — unless no job could be
+        read at all: then the list failed, and its error raises (the watcher backs off)."""
         refs = {job_id: StepsRef.parse(job_id) for job_id in job_ids}
-        by_cluster: dict[str, set[str]] = {}
-        for ref in refs.values():
-            by_cluster.setdefault(ref.cluster_id, set()).update(ref.step_ids)
-        clusters = list(by_cluster)
-        answers = await asyncio.gather(
-            *(self.batcher.results(c, sorted(by_cluster[c])) for c in clusters), return_exceptions=True
-        )
-        listed: dict[str, dict[str, StepInfo | BaseException | None]] = {}
+        infos = await self.steps.get_many({(r.cluster_id, s) for r in refs.values() for s in r.step_ids})
+        by_cluster: dict[str, dict[str, StepInfo | None]] = {}
+        for (cluster_id, step_id), info in infos.items():
+            if not isinstance(info, BaseException):
+                by_cluster.setdefault(cluster_id, {})[step_id] = info
+        for cluster_id, steps in by_cluster.items():
+            by_cluster[cluster_id] = await self._check_cluster(cluster_id, steps)
+        found: dict[str, JobStatus | Exception] = {}
         errors: list[BaseException] = []
-        for cluster_id, answer in zip(clusters, answers, strict=True):
-            if isinstance(answer, BaseException):
-                errors.append(answer)
-                continue
-            clean = {k: v for k, v in answer.items() if not isinstance(v, BaseException)}
-            checked = await self._check_cluster(cluster_id, clean)
-            listed[cluster_id] = {**answer, **checked}
-        found: dict[str, JobStatus] = {}
         for job_id, ref in refs.items():
-            steps = listed.get(ref.cluster_id)
-            if steps is None:
-                continue
-            failed = [steps[s] for s in ref.step_ids if isinstance(steps.get(s), BaseException)]
-            if failed:
-                # a transient error is the watcher's to back off on; an unknown step is asked again
-                # on its own, where the error reaches its trigger alone
-                errors.extend(e for e in failed if not isinstance(e, JobNotFoundError))  # type: ignore[misc]
-                continue
-            try:
-                found[job_id] = self._aggregate(ref, steps)  # type: ignore[arg-type]
-            except JobNotFoundError:
-                continue
+            failed = [e for s in ref.step_ids if isinstance(e := infos[(ref.cluster_id, s)], BaseException)]
+            errors.extend(e for e in failed if not isinstance(e, JobNotFoundError))
+            if not failed:
+                try:
+                    found[job_id] = self._aggregate(ref, by_cluster[ref.cluster_id])
+                except JobNotFoundError:
+                    continue
         if errors and not found:
             raise errors[0]
         return found
@@ -394,8 +334,8 @@ class EmrStepsBackend(AwsBackend):
         """Every ``cluster_check_interval``, make sure unfinished steps still have a cluster."""
         if all(info is None or info.job_state.is_terminal for info in steps.values()):
             return steps
-        checked = self.batcher.checked
-        now = time.monotonic()
+        checked: dict[str, float] = Runtime.current().shared(f"emr.cluster_checks|{self.watch_key}", dict)
+        now = core_clock.monotonic()
         interval = self.opts.cluster_check_interval  # type: ignore[attr-defined]
         if now - checked.setdefault(cluster_id, now) < interval:
             return steps
@@ -470,7 +410,7 @@ class EmrStepsBackend(AwsBackend):
         ref = StepsRef.parse(job_id)
         if key is not None:
             try:
-                carried = {tag.key for info in (await self.batcher.steps(ref.cluster_id, ref.step_ids)).values()
+                carried = {tag.key for info in (await self.step_infos(ref)).values()
                            if info is not None and (tag := parse_tag(info.name))}
             except JobNotFoundError as exc:
                 log.info("Nothing to cancel for steps %s: %s", job_id, exc)
@@ -495,7 +435,7 @@ class EmrStepsBackend(AwsBackend):
         there yet; ``FailureDetails`` (in the failure message) is EMR's own excerpt.
         """
         ref = StepsRef.parse(job_id)
-        steps = await self.batcher.steps(ref.cluster_id, ref.step_ids)
+        steps = await self.step_infos(ref)
         infos = [info for step_id in ref.step_ids if (info := steps.get(step_id)) is not None]
         if not infos:
             return None

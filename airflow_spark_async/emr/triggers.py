@@ -6,8 +6,9 @@ the region, endpoint options and TLS settings travel in ``backend_options`` (the
 triggers drop the region). Two backend options are read here, because they shape the watch
 rather than the API calls:
 
-* ``stop_states`` (clusters) — cluster states that end the watch although the cluster lives
-  on, such as ``WAITING`` for "wait until the new cluster is ready".
+* ``stop_states`` (clusters) — cluster states that end the watch as a success although the
+  cluster lives on, such as ``WAITING`` for "wait until the new cluster is ready" (the trigger's
+  ``target_states``; kwargs stored before 0.3 carry them as ``stop_states``, still accepted).
 * ``cancel_on_kill`` (Serverless) — ``False`` leaves the job run alone when the task is killed
   (the official operator's argument); a deadline still cancels it.
 """
@@ -36,10 +37,10 @@ class EmrClusterTrigger(SparkJobTrigger):
 
     backend_class = EmrClusterBackend
 
-    def __init__(self, *, stop_states: Sequence[str] = (), backend_options: Mapping[str, Any] | None = None,
+    def __init__(self, *, target_states: Sequence[str] = (), backend_options: Mapping[str, Any] | None = None,
                  **kwargs: Any) -> None:
         options = dict(backend_options or {})
-        super().__init__(stop_states=tuple(stop_states) or tuple(options.get("stop_states") or ()),
+        super().__init__(target_states=(*target_states, *(options.get("stop_states") or ())),
                          backend_options=options, **kwargs)
 
 
