@@ -27,14 +27,21 @@ def test_every_standalone_example_imports_cleanly(path: Path) -> None:
 def test_the_sum_of_squares_example_computes_its_checked_answer(
     spark_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from airflow.configuration import conf
     from airflow.dag_processing.dagbag import DagBag
     from airflow.utils import db
 
     db.initdb()
+    # dag.test() runs only a DAG of the dags folder (it must be serialized): link the example and its apps
+    folder = Path(conf.get("core", "dags_folder"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("spark_standalone_sum_of_squares.py", "spark_apps"):
+        if not (folder / name).exists():
+            (folder / name).symlink_to(EXAMPLES / name)
     monkeypatch.setenv("AIRFLOW_CONN_SPARK_STANDALONE_DEFAULT", standalone_conn_json(
         spark_cluster.rest_url, spark_cluster.ui_url, spark_cluster.master_url))
     monkeypatch.setenv("SPARK_ASYNC_OUTPUT_DIR", str(tmp_path))  # read when the DAG file is parsed
-    dag = DagBag(str(EXAMPLES / "spark_standalone_sum_of_squares.py")).dags["spark_standalone_sum_of_squares"]
+    dag = DagBag(str(folder / "spark_standalone_sum_of_squares.py")).dags["spark_standalone_sum_of_squares"]
     run = dag.test(run_conf={"n": 20000})
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert run.state == "success", states
