@@ -48,3 +48,14 @@ def standalone_conn_json(rest_url: str, ui_url: str, master_url: str) -> str:
             "extra": {"ui_url": ui_url, "master_url": master_url},
         }
     )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_backends() -> Iterator[None]:
+    """Backends are cached per process (as in a worker or triggerer); tests point one connection id
+    at a new server each time, so each test starts with an empty cache."""
+    from airflow_spark_async.core.runtime import reset_backends
+
+    reset_backends()
+    yield
+    reset_backends()

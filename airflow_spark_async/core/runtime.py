@@ -16,19 +16,28 @@ API (all per running loop)::
     rt.shared(key, factory)                  # any object, made once per key (clients, batchers)
     rt.on_close(key, closable)               # closed with the loop (``close()`` or ``aclose()``)
     rt.gate(key)                             # the ThrottleGate of an endpoint and identity
-    await rt.backend(cls, conn_id, options)  # built once per (class, conn id, options)
+    await rt.backend(cls, conn_id, options)  # built once per process (class, conn id, options)
     rt.forget_backend(cls, conn_id, options) # rebuilt on next use (credentials rotated)
     await rt.close()                         # backends' aclose(), then resources, then sessions
 
 After :meth:`close`, ``Runtime.current()`` on the same loop starts a fresh runtime.
+
+Backends are the one thing kept per *process*, not per loop: a worker runs one short-lived loop
+per sync-bridge call, so a per-loop cache read the connection and built the backend anew at every
+step of one task (four times for one Livy job). A backend therefore holds no loop-bound resource:
+it asks ``Runtime.current()`` for sessions and clients at each call, and ``aclose()`` releases
+what it opened in the closing loop. :func:`reset_backends` empties the process cache (tests that
+point one connection id at a new server, the simulation between worlds).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import logging
+import threading
 import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -45,7 +54,7 @@ if TYPE_CHECKING:
 
     from airflow_spark_async.core.backend import Backend
 
-__all__ = ["BACKEND_TTL", "Runtime", "backend_key"]
+__all__ = ["BACKEND_TTL", "Runtime", "backend_key", "reset_backends"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +63,25 @@ B = TypeVar("B", bound="Backend")
 
 #: how long a cached backend (and the credentials it read) lives before it is rebuilt
 BACKEND_TTL = 300.0
+
+
+#: key -> (backend, monotonic time it was built): the backends of this process, for every loop
+_BACKENDS: dict[str, tuple[Backend, float]] = {}
+_BACKENDS_LOCK = threading.Lock()  # the sync bridge may run its loop in another thread
+
+
+def reset_backends() -> None:
+    """Forget every cached backend of the process: the next use reads its connection again."""
+    with _BACKENDS_LOCK:
+        _BACKENDS.clear()
+
+
+def _cached_backend(key: str) -> Backend | None:
+    with _BACKENDS_LOCK:
+        entry = _BACKENDS.get(key)
+    if entry is None or clock.monotonic() - entry[1] > BACKEND_TTL:
+        return None
+    return entry[0]
 
 
 def backend_key(backend_cls: type[Backend], conn_id: str, options: Mapping[str, Any]) -> str:
@@ -70,10 +98,10 @@ class Runtime:
         self._sessions: dict[tuple[str, HttpOptions], aiohttp.ClientSession] = {}
         self._shared: dict[str, Any] = {}
         self._closables: dict[str, Any] = {}
-        #: key -> (the build of the backend, monotonic time it started); a task, so concurrent
-        #: callers await the same build instead of reading the connection twice
-        self._backends: dict[str, tuple[asyncio.Task[Backend], float]] = {}
-        #: every backend built, to ``aclose()`` at the end (replaced ones may still be in use)
+        #: key -> the build in flight on this loop; a task, so concurrent callers await the same
+        #: build instead of reading the connection twice (done builds go to the process cache)
+        self._building: dict[str, asyncio.Task[Backend]] = {}
+        #: every backend used on this loop, to ``aclose()`` at the end (replaced ones may still be in use)
         self._built: weakref.WeakSet[Backend] = weakref.WeakSet()
         self.closed = False
         self.builds = 0  # observable: backends built, for tests and benchmarks
@@ -120,42 +148,50 @@ class Runtime:
     async def backend(
         self, backend_cls: type[B], conn_id: str, options: Mapping[str, Any], *, conn: Connection | None = None
     ) -> B:
-        """The backend of (class, connection, options), built once and rebuilt after ``BACKEND_TTL``.
+        """The backend of (class, connection, options), built once per process and rebuilt after
+        ``BACKEND_TTL``.
 
         ``conn`` skips the connection look-up when the caller already holds it (the worker).
-        Concurrent first calls share one build; a failed build is not cached.
+        Concurrent first calls on one loop share one build; a failed build is not cached.
         """
         key = backend_key(backend_cls, conn_id, options)
-        entry = self._backends.get(key)
-        if entry is None or clock.monotonic() - entry[1] > BACKEND_TTL or (
-            entry[0].done() and (entry[0].cancelled() or entry[0].exception() is not None)
-        ):
-            task = asyncio.get_running_loop().create_task(self._build(backend_cls, conn_id, options, conn))
-            entry = self._backends[key] = (task, clock.monotonic())
-        task = entry[0]
-        try:
-            # shielded: one caller's cancellation must not cancel the build the others await
-            built: Backend = await asyncio.shield(task)
-            return built  # type: ignore[return-value]
-        except BaseException:
-            if task.done() and self._backends.get(key, (None,))[0] is task:
-                del self._backends[key]
-            raise
+        cached = _cached_backend(key)
+        if cached is not None:
+            self._built.add(cached)
+            return cached  # type: ignore[return-value]
+        task = self._building.get(key)
+        if task is None:
+            task = self._building[key] = asyncio.get_running_loop().create_task(
+                self._build(key, backend_cls, conn_id, options, conn)
+            )
+            task.add_done_callback(functools.partial(self._build_done, key))
+        # shielded: one caller's cancellation must not cancel the build the others await
+        built: Backend = await asyncio.shield(task)
+        return built  # type: ignore[return-value]
+
+    def _build_done(self, key: str, task: asyncio.Task[Backend]) -> None:
+        if self._building.get(key) is task:
+            del self._building[key]
 
     async def _build(
-        self, backend_cls: type[Backend], conn_id: str, options: Mapping[str, Any], conn: Connection | None
+        self, key: str, backend_cls: type[Backend], conn_id: str, options: Mapping[str, Any], conn: Connection | None
     ) -> Backend:
         if conn is None:
             conn = await aload_connection(conn_id)
         backend = await backend_cls.from_connection(conn, options)
         self.builds += 1
         self._built.add(backend)
+        with _BACKENDS_LOCK:
+            _BACKENDS[key] = (backend, clock.monotonic())
         return backend
 
     def forget_backend(self, backend_cls: type[Backend], conn_id: str, options: Mapping[str, Any]) -> None:
         """Drop the cached backend, so the next :meth:`backend` re-reads the connection (after a
         401: the credentials may have been rotated)."""
-        self._backends.pop(backend_key(backend_cls, conn_id, options), None)
+        key = backend_key(backend_cls, conn_id, options)
+        with _BACKENDS_LOCK:
+            _BACKENDS.pop(key, None)
+        self._building.pop(key, None)
 
     async def close(self) -> None:
         """Close everything: each backend's ``aclose()``, then registered resources, then sessions.
@@ -164,13 +200,13 @@ class Runtime:
         logged and does not keep the rest open; cancellation is never swallowed.
         """
         self.closed = True
-        for task, _ in self._backends.values():
+        for task in self._building.values():
             if not task.done():
                 task.cancel()
         backends, self._built = list(self._built), weakref.WeakSet()
         closables, self._closables = list(self._closables.values()), {}
         sessions, self._sessions = list(self._sessions.values()), {}
-        self._backends, self._shared = {}, {}
+        self._building, self._shared = {}, {}
         for thing in [*backends, *closables, *sessions]:
             close = _closer(thing)
             if close is None:

@@ -717,7 +717,7 @@ def installed(world: World) -> Iterator[None]:
     global _current
     import asgiref.sync
 
-    from airflow_spark_async.core import keys
+    from airflow_spark_async.core import keys, runtime
 
     originals = (BaseHook.__dict__["get_connection"], BaseHook.__dict__["aget_connection"],
                  asgiref.sync.sync_to_async, keys.deployment_salt)
@@ -745,12 +745,14 @@ def installed(world: World) -> Iterator[None]:
     BaseHook.aget_connection = classmethod(aget_connection)  # type: ignore[method-assign,assignment]
     asgiref.sync.sync_to_async = sync_to_async  # type: ignore[assignment]
     keys.deployment_salt = lambda: world.salt  # Airflow's config, read once per world (it is slow)
+    runtime.reset_backends()  # backends are cached per process; a world is one deployment's life
     try:
         yield
     finally:
         (BaseHook.get_connection, BaseHook.aget_connection, asgiref.sync.sync_to_async,  # type: ignore[method-assign]
          keys.deployment_salt) = originals
         ledger.set_default_ledger(None)
+        runtime.reset_backends()
         random.setstate(random_state)
         sync.set_runner()
         clock.set_clock()
