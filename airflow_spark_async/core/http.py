@@ -9,7 +9,10 @@ keeps them, per (endpoint, :class:`HttpOptions`), and closes them when a short-l
 shortcuts.
 
 Every transport failure becomes one of the classes of :mod:`airflow_spark_async.core.errors`
-here and nowhere else.
+here and nowhere else. So does the one answer a request may recover from by itself: a 401 to
+:class:`Credentials` that can be renewed (an OAuth token revoked or expired early) renews them
+once and sends the request again; :class:`RefreshingCredentials` adapts a blocking SDK's token
+provider to that seam.
 """
 
 from __future__ import annotations
@@ -20,15 +23,17 @@ import dataclasses
 import email.utils
 import functools
 import json
+import logging
 import math
 import ssl as ssl_module
+import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import aiohttp
 
-from airflow_spark_async.core import clock
+from airflow_spark_async.core import clock as core_clock
 from airflow_spark_async.core.errors import (
     AuthError,
     ConfigurationError,
@@ -37,6 +42,7 @@ from airflow_spark_async.core.errors import (
     RateLimitedError,
     RequestRejected,
     ServerError,
+    SparkAsyncError,
 )
 from airflow_spark_async.core.options import parse_bool, parse_float, parse_str
 
@@ -44,7 +50,9 @@ __all__ = [
     "DEFAULT_OPTIONS",
     "MAX_RETRY_AFTER",
     "Closable",
+    "Credentials",
     "HttpOptions",
+    "RefreshingCredentials",
     "cap_retry_after",
     "close_loop_sessions",
     "close_with_loop",
@@ -52,6 +60,8 @@ __all__ = [
     "parse_retry_after",
     "request_json",
 ]
+
+log = logging.getLogger(__name__)
 
 #: the longest ``Retry-After`` honoured, in seconds. A proxy answering ``Retry-After: 86400`` (or
 #: ``inf``) must not freeze every trigger of an endpoint for a day: past this the poll loop's own
@@ -257,7 +267,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         when = email.utils.parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, OverflowError):
         return None
-    return cap_retry_after(max(0.0, when - (clock.now() if now is None else now)))
+    return cap_retry_after(max(0.0, when - (core_clock.now() if now is None else now)))
 
 
 def _error_text(body: str) -> str:
@@ -273,6 +283,90 @@ def _error_text(body: str) -> str:
     return body.strip()[:500]
 
 
+class Credentials(Protocol):
+    """Auth headers that may go stale, for :func:`request_json`.
+
+    ``headers()`` returns them with their *generation*; after a 401, :func:`request_json` calls
+    ``refresh(generation)`` once and sends the request again. Passing the generation lets an
+    implementation renew once however many concurrent requests saw the 401.
+    """
+
+    async def headers(self) -> tuple[Mapping[str, str], int]: ...
+
+    async def refresh(self, stale_generation: int) -> None: ...
+
+
+class RefreshingCredentials:
+    """:class:`Credentials` from a blocking source — an SDK's token provider — kept off the event loop.
+
+    ``build()`` makes the source (it may do network I/O: OIDC discovery, host metadata) and the
+    source returns headers (it may fetch a token); both run in a thread. Headers are reused for
+    ``ttl`` seconds — an SDK refreshes its tokens ahead of expiry, so asking it on every request
+    only costs thread hops. :meth:`refresh` rebuilds the source once per generation, however many
+    callers saw the 401. Errors of the source go through ``translate`` (the SDK's exceptions
+    become core errors: permanent or transient); core errors and cancellation pass as they are.
+
+    Thread-safe: several event loops (the worker's sync bridge, the triggerer) may share one.
+    """
+
+    def __init__(
+        self,
+        build: Callable[[], Callable[[], Mapping[str, str]]],
+        *,
+        ttl: float,
+        translate: Callable[[Exception], Exception] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.build = build
+        self.ttl = ttl
+        self.translate = translate or (lambda exc: ServerError(f"could not get credentials: {exc}"))
+        self.clock = clock or core_clock.monotonic
+        self.generation = 0
+        self._source: Callable[[], Mapping[str, str]] | None = None
+        self._lock = threading.Lock()
+        #: (headers, generation, fresh until): replaced whole, so threads never see half of it
+        self._cached: tuple[dict[str, str], int, float] | None = None
+
+    async def headers(self) -> tuple[dict[str, str], int]:
+        cached = self._cached
+        if cached is None or self.clock() >= cached[2]:
+            headers, generation = await self._in_thread(self._authenticate)
+            self._cached = cached = (headers, generation, self.clock() + self.ttl)
+        return cached[0], cached[1]
+
+    async def refresh(self, stale_generation: int) -> None:
+        await self._in_thread(self._rebuild, stale_generation)
+
+    def _authenticate(self) -> tuple[dict[str, str], int]:
+        with self._lock:
+            if self._source is None:
+                self._source = self.build()
+            source, generation = self._source, self.generation
+        return dict(source()), generation
+
+    def _rebuild(self, stale_generation: int) -> None:
+        with self._lock:
+            if self.generation == stale_generation:
+                self._source = self.build()
+                self.generation += 1
+                self._cached = None
+
+    async def _in_thread(self, func: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await asyncio.to_thread(func, *args)
+        except (asyncio.CancelledError, SparkAsyncError):
+            raise
+        except Exception as exc:
+            raise self.translate(exc) from exc
+
+
+def _query(params: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """Query values as text; booleans in lower case (aiohttp refuses them, REST APIs spell them so)."""
+    if not params:
+        return None
+    return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items()}
+
+
 async def request_json(
     session: aiohttp.ClientSession,
     method: str,
@@ -281,15 +375,43 @@ async def request_json(
     json_body: Any = None,
     params: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
+    credentials: Credentials | None = None,
     not_found_ok: bool = False,
     text: bool = False,
 ) -> Any:
     """Send one request and return its decoded JSON body, or raise a typed error.
 
-    ``not_found_ok`` returns ``None`` for a 404 instead of raising ``JobNotFoundError``;
-    ``text`` returns the body as a string instead of decoding JSON. The proxy and timeout are
-    those of the :class:`HttpOptions` the session was made with.
+    ``credentials`` adds their headers and, on a 401, are renewed once before the request is sent
+    again; a second 401 raises ``AuthError`` (then the caller may re-read its connection: a
+    rotated secret). ``not_found_ok`` returns ``None`` for a 404 instead of raising
+    ``JobNotFoundError``; ``text`` returns the body as a string instead of decoding JSON. The
+    proxy and timeout are those of the :class:`HttpOptions` the session was made with.
     """
+    if credentials is None:
+        return await _request(session, method, url, json_body, _query(params), headers, not_found_ok, text)
+    for renewed in (False, True):
+        auth, generation = await credentials.headers()
+        try:
+            return await _request(session, method, url, json_body, _query(params), {**(headers or {}), **auth},
+                                  not_found_ok, text)
+        except AuthError as exc:
+            if exc.status != 401 or renewed:
+                raise
+            log.info("%s %s answered 401; renewing the credentials once", method, url)
+            await credentials.refresh(generation)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _request(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    json_body: Any,
+    params: Mapping[str, str] | None,
+    headers: Mapping[str, str] | None,
+    not_found_ok: bool,
+    text: bool,
+) -> Any:
     per_request = _SESSION_OPTIONS.get(session, DEFAULT_OPTIONS).request_kwargs(url, headers)
     try:
         async with session.request(method, url, json=json_body, params=params, **per_request) as resp:

@@ -9,8 +9,9 @@ import datetime
 import email.utils
 import ipaddress
 import ssl
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -32,6 +33,7 @@ from airflow_spark_async.core.errors import (
 )
 from airflow_spark_async.core.http import (
     HttpOptions,
+    RefreshingCredentials,
     close_loop_sessions,
     get_session,
     parse_retry_after,
@@ -61,6 +63,9 @@ async def server() -> AsyncIterator[str]:
         "/404": lambda r: web.json_response({"msg": "Session '9' not found."}, status=404),
         "/400": lambda r: web.json_response({"message": "bad field"}, status=400),
         "/html": lambda r: web.Response(text="<html>gateway</html>", content_type="text/html"),
+        # accepts one bearer token and echoes the query: for the credentials seam and query values
+        "/whoami": lambda r: web.json_response(dict(r.query)) if r.headers.get("Authorization") == "Bearer good"
+        else web.json_response({"error": "expired token"}, status=401),
     }
     for path, handler in routes.items():
 
@@ -120,6 +125,87 @@ async def test_cancellation_is_never_swallowed(server: str) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+class TokenSource:
+    """A blocking token provider, like an SDK's: each build hands out the next token of ``tokens``
+    (the last one for ever) and records the thread it ran in."""
+
+    def __init__(self, *tokens: str) -> None:
+        self.tokens = list(tokens)
+        self.builds = 0
+        self.threads: set[int] = set()
+
+    def build(self) -> Callable[[], Mapping[str, str]]:
+        self.threads.add(threading.get_ident())
+        token = self.tokens[min(self.builds, len(self.tokens) - 1)]
+        self.builds += 1
+        return lambda: {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_401_renews_the_credentials_once_and_the_request_is_sent_again(server: str) -> None:
+    source = TokenSource("stale", "good")
+    credentials = RefreshingCredentials(source.build, ttl=60)
+    answer = await request_json(get_session(server), "GET", server + "/whoami", credentials=credentials)
+    assert answer == {} and source.builds == 2
+    assert threading.get_ident() not in source.threads, "the blocking source ran on the event loop"
+
+
+async def test_a_second_401_is_an_auth_error_after_one_renewal(server: str) -> None:
+    source = TokenSource("revoked")
+    with pytest.raises(AuthError, match="401"):
+        await request_json(get_session(server), "GET", server + "/whoami",
+                           credentials=RefreshingCredentials(source.build, ttl=60))
+    assert source.builds == 2
+
+
+async def test_a_burst_of_401s_renews_the_credentials_once(server: str) -> None:
+    source = TokenSource("stale", "good")
+    credentials = RefreshingCredentials(source.build, ttl=60)
+    await credentials.headers()  # every request below starts from the same stale headers
+    session = get_session(server)
+    await asyncio.gather(*(request_json(session, "GET", server + "/whoami", credentials=credentials)
+                           for _ in range(8)))
+    assert source.builds == 2 and credentials.generation == 1
+
+
+async def test_headers_are_reused_for_their_ttl_then_asked_for_again() -> None:
+    now = [0.0]
+    calls = []
+
+    def build() -> Callable[[], Mapping[str, str]]:
+        return lambda: calls.append(now[0]) or {"Authorization": f"Bearer {len(calls)}"}
+
+    credentials = RefreshingCredentials(build, ttl=60, clock=lambda: now[0])
+    first = await credentials.headers()
+    now[0] = 59.0
+    assert await credentials.headers() == first
+    now[0] = 60.0
+    assert (await credentials.headers())[0] == {"Authorization": "Bearer 2"} and calls == [0.0, 60.0]
+
+
+async def test_errors_of_the_source_are_translated_and_core_errors_pass() -> None:
+    def broken() -> Callable[[], Mapping[str, str]]:
+        raise OSError("no route to the token endpoint")
+
+    def misconfigured() -> Callable[[], Mapping[str, str]]:
+        raise ConfigurationError("no such auth type")
+
+    def translate(exc: Exception) -> Exception:
+        return ConnectionFailed(f"token endpoint: {exc}")
+
+    with pytest.raises(ConnectionFailed, match="no route"):
+        await RefreshingCredentials(broken, ttl=60, translate=translate).headers()
+    with pytest.raises(ConfigurationError, match="no such auth type"):
+        await RefreshingCredentials(misconfigured, ttl=60, translate=translate).headers()
+
+
+async def test_query_values_are_sent_as_text_and_booleans_in_lower_case(server: str) -> None:
+    """aiohttp refuses a bool in a query; APIs (Databricks' active_only) spell them in lower case."""
+    credentials = RefreshingCredentials(TokenSource("good").build, ttl=60)
+    answer = await request_json(get_session(server), "GET", server + "/whoami", credentials=credentials,
+                                params={"active_only": True, "expand": False, "limit": 25})
+    assert answer == {"active_only": "true", "expand": "false", "limit": "25"}
 
 
 def test_parse_retry_after_seconds_and_dates() -> None:
