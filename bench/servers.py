@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -44,7 +43,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.servers.background import free_port
+from tests.servers.background import BackgroundServer, WsgiServer
 
 __all__ = ["BACKENDS", "Meter", "main"]
 
@@ -106,6 +105,19 @@ class Meter:
             "requests_before_end": sum(1 for t, _ in requests if split_at is None or t < split_at),
             "by_kind_before_end": dict(Counter(k for t, k in requests if split_at is None or t < split_at)),
         }
+
+
+class _ServerSide:
+    """A side played by one of the project's threaded servers: its life cycle is the server's."""
+
+    server: Any
+
+    def __enter__(self) -> Any:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
 
 
 # -- Livy ------------------------------------------------------------------------------------------
@@ -184,7 +196,7 @@ def _livy_kind(request: web.Request) -> str:
     return f"{request.method} {request.path}"
 
 
-class LivySide:
+class LivySide(_ServerSide):
     """Starts the Livy test server, creates the batches, arms them."""
 
     backend = "livy"
@@ -194,13 +206,6 @@ class LivySide:
     def __init__(self, meter: Meter) -> None:
         self.meter = meter
         self.server = _livy_server_class()(meter, state_retain=1e9)
-
-    def __enter__(self) -> LivySide:
-        self.server.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.__exit__(*exc)
 
     def connection(self) -> dict[str, Any]:
         return {"conn_type": "livy", "host": "127.0.0.1", "port": self.server.port, "schema": "http"}
@@ -220,7 +225,7 @@ class LivySide:
         return sorted(ids, key=int), warmup
 
     def arm(self, end_at: float) -> Awaitable[Any]:
-        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.server.arm(end_at), self.server._loop))
+        return asyncio.wrap_future(self.server.submit(self.server.arm(end_at)))  # batches live on its loop
 
     def ended_at(self) -> float | None:
         return self.server.ended_at
@@ -279,20 +284,13 @@ async def _query_from_json_body(request: web.Request) -> web.Request:
     return request
 
 
-class DatabricksSide:
+class DatabricksSide(_ServerSide):
     backend = "databricks"
     poll_kinds = ("runs/get",)
 
     def __init__(self, meter: Meter) -> None:
         self.meter = meter
         self.server = _databricks_server_class()(meter)
-
-    def __enter__(self) -> DatabricksSide:
-        self.server.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.__exit__(*exc)
 
     def connection(self) -> dict[str, Any]:
         # Both providers read it: ours the URL in host, the official hook the schema and port.
@@ -333,29 +331,21 @@ EMR_REGION = "us-east-1"  # where moto stores what reaches it on 127.0.0.1
 STEPS_PER_CLUSTER = 250
 
 
-class EmrSide:
+class EmrSide(_ServerSide):
     """moto's server behind a counting WSGI layer; steps ``RUNNING`` until ``end_at``, then ``COMPLETED``."""
 
     backend = "emr"
     poll_kinds = ("DescribeStep",)
 
     def __init__(self, meter: Meter) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+
         self.meter = meter
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
         self.steps: list[tuple[str, str]] = []  # (cluster id, step id)
         self.warmup: tuple[str, str] | None = None
         self.end_at = NEVER
         self._ended_at: float | None = None
-        self._server: Any = None
         self._timer: threading.Timer | None = None
-
-    def __enter__(self) -> EmrSide:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-        from werkzeug.serving import make_server
-
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        meter = self.meter
         app = DomainDispatcherApplication(create_backend_app)
 
         def counting_app(environ: dict[str, Any], start_response: Any) -> Any:
@@ -371,16 +361,14 @@ class EmrSide:
                 environ["bench.connection"] = self
                 return environ
 
-        self._server = make_server("127.0.0.1", self.port, counting_app, threaded=True,
-                                   request_handler=CountingHandler)
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="moto").start()
-        return self
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
+        self.server = WsgiServer(counting_app, request_handler=CountingHandler, thread_name="moto")
+        self.endpoint = self.server.origin
 
     def __exit__(self, *exc: object) -> None:
         if self._timer:
             self._timer.cancel()
-        if self._server:
-            self._server.shutdown()
+        super().__exit__(*exc)
 
     def connection(self) -> dict[str, Any]:
         return {"conn_type": "aws", "login": "AKIABENCHBENCHBENCH0", "password": "bench-secret",
@@ -460,40 +448,39 @@ class EmrSide:
 SIDES: dict[str, type[Any]] = {"livy": LivySide, "databricks": DatabricksSide, "emr": EmrSide}
 
 
-async def _serve(backend: str, n: int, info_path: Path, max_life: float) -> None:
+def _control_app(side: Any, meter: Meter) -> web.Application:
+    """The control API (``/arm``, ``/stats``), on a server of its own so it is never counted."""
+
+    async def arm(request: web.Request) -> web.Response:
+        end_at = float((await request.json())["end_at"])
+        await side.arm(end_at)
+        meter.reset()
+        return web.json_response({"ok": True, "since": meter.since})
+
+    async def stats(request: web.Request) -> web.Response:
+        ended = side.ended_at()
+        return web.json_response({**meter.stats(ended), "ended_at": ended, "poll_kinds": side.poll_kinds})
+
+    app = web.Application()
+    app.router.add_post("/arm", arm)
+    app.router.add_get("/stats", stats)
+    return app
+
+
+def _serve(backend: str, n: int, info_path: Path, max_life: float) -> None:
     meter = Meter()
     with SIDES[backend](meter) as side:
-        ids, warmup = await side.create(n)
-        control_port = free_port()
-
-        async def arm(request: web.Request) -> web.Response:
-            end_at = float((await request.json())["end_at"])
-            await side.arm(end_at)
-            meter.reset()
-            return web.json_response({"ok": True, "since": meter.since})
-
-        async def stats(request: web.Request) -> web.Response:
-            ended = side.ended_at()
-            return web.json_response({**meter.stats(ended), "ended_at": ended, "poll_kinds": side.poll_kinds})
-
-        app = web.Application()
-        app.router.add_post("/arm", arm)
-        app.router.add_get("/stats", stats)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", control_port).start()
-        info = {"backend": backend, "n": n, "job_ids": ids, "warmup_id": warmup, "connection": side.connection(),
-                "control": f"http://127.0.0.1:{control_port}", "pid": os.getpid()}
-        tmp = info_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info))
-        tmp.replace(info_path)  # the orchestrator waits for this file: write it whole
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), max_life)
-        await runner.cleanup()
+        ids, warmup = asyncio.run(side.create(n))
+        with BackgroundServer(app=lambda: _control_app(side, meter), thread_name="bench-control") as control:
+            info = {"backend": backend, "n": n, "job_ids": ids, "warmup_id": warmup,
+                    "connection": side.connection(), "control": control.origin, "pid": os.getpid()}
+            tmp = info_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(info))
+            tmp.replace(info_path)  # the orchestrator waits for this file: write it whole
+            stop = threading.Event()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())
+            stop.wait(max_life)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -504,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-life", type=float, default=3600.0, help="exit after this many seconds regardless")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(_serve(args.backend, args.n, args.info, args.max_life))
+    _serve(args.backend, args.n, args.info, args.max_life)
     return 0
 
 

@@ -15,11 +15,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_spark_async.core.backend import cancel_job
 from airflow_spark_async.core.http import close_loop_sessions
 from airflow_spark_async.core.operator import SparkJobOperator
+from airflow_spark_async.core.sensor import SparkJobSensor
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.trigger import SparkJobTrigger
 from tests.servers.fault_proxy import FaultProxy
@@ -75,7 +76,7 @@ class Harness:
     reattach_by: str = "ledger"
     #: the HTTP method of a cancel request (Livy and REST APIs that DELETE)
     cancel_method: str = "POST"
-    make_sensor: Callable[..., BaseSensorOperator] | None = None
+    make_sensor: Callable[..., SparkJobSensor] | None = None
     driver_log: bool = True
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -104,12 +105,12 @@ def operator_factory(operator_cls: Callable[..., SparkJobOperator], application:
     return make_operator
 
 
-def sensor_factory(sensor_cls: Callable[..., BaseSensorOperator], job_arguments: Callable[[str], Mapping[str, Any]],
-                   **fixed: Any) -> Callable[..., BaseSensorOperator]:
+def sensor_factory(sensor_cls: Callable[..., SparkJobSensor], job_arguments: Callable[[str], Mapping[str, Any]],
+                   **fixed: Any) -> Callable[..., SparkJobSensor]:
     """The ``make_sensor`` of a backend: ``job_arguments(job_id)`` names the job in the sensor's own
     arguments (a Livy ``batch_id``, an EMR ``job_flow_id`` and ``step_id``), polled every second."""
 
-    def make_sensor(task_id: str, job_id: str, **overrides: Any) -> BaseSensorOperator:
+    def make_sensor(task_id: str, job_id: str, **overrides: Any) -> SparkJobSensor:
         return sensor_cls(**{"task_id": task_id, "poke_interval": 1, **job_arguments(job_id), **fixed, **overrides})
 
     return make_sensor
@@ -134,7 +135,7 @@ def run_trigger(trigger: SparkJobTrigger) -> list[dict[str, Any]]:
     return asyncio.run(collect())
 
 
-def defer(op: SparkJobOperator | BaseSensorOperator, ti: FakeTI) -> SparkJobTrigger:
+def defer(op: SparkJobOperator | SparkJobSensor, ti: FakeTI) -> SparkJobTrigger:
     """``execute`` up to the deferral; the trigger it deferred to."""
     try:
         op.execute({"ti": ti})  # type: ignore[arg-type]
@@ -153,12 +154,31 @@ def run_to_end(op: SparkJobOperator, ti: FakeTI) -> tuple[Any, list[dict[str, An
 
 
 def cancel(trigger: SparkJobTrigger) -> None:
-    """Cancel ``trigger``'s job through its backend: a test's clean-up of a job left running."""
+    """Cancel ``trigger``'s job the way the core does: a test's clean-up of a job left running."""
 
     async def go() -> None:
         try:
-            await (await trigger.backend()).cancel(trigger.job_id)
+            await cancel_job(await trigger.backend(), trigger.job_id, trigger.key)
         finally:
             await close_loop_sessions()
 
     asyncio.run(go())
+
+
+def kill_while_watching(trigger: SparkJobTrigger, task_state: str | None) -> None:
+    """Let ``trigger`` watch for two seconds, then do what the triggerer does when a user kills the
+    task: cancel the run and call ``on_kill``, which reads ``task_state`` as the task's state."""
+
+    async def state() -> str | None:
+        return task_state
+
+    trigger.read_task_state = state  # type: ignore[method-assign]  # the one read of Airflow a test cannot make
+
+    async def start_then_kill() -> None:
+        task = asyncio.create_task(anext(trigger.run()))
+        await asyncio.sleep(2)
+        task.cancel()
+        await trigger.on_kill()
+        await close_loop_sessions()
+
+    asyncio.run(start_then_kill())

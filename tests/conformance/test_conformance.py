@@ -17,8 +17,17 @@ from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.events import EVENT_VERSION
 from airflow_spark_async.core.http import close_loop_sessions
 from airflow_spark_async.core.operator import SparkJobFailed, SparkJobTimeout
-from airflow_spark_async.core.trigger import SparkJobTrigger
-from tests.conformance.harness import FakeTI, Harness, cancel, defer, new_ti, rebuild, run_to_end, run_trigger
+from tests.conformance.harness import (
+    FakeTI,
+    Harness,
+    cancel,
+    defer,
+    kill_while_watching,
+    new_ti,
+    rebuild,
+    run_to_end,
+    run_trigger,
+)
 from tests.servers.fault_proxy import Fault
 
 
@@ -125,26 +134,10 @@ def test_serialize_round_trip_rebuilds_an_equal_trigger(harness: Harness) -> Non
     run_trigger(clone)
 
 
-def _kill_while_watching(trigger: SparkJobTrigger, task_state: str | None) -> None:
-    async def state() -> str | None:
-        return task_state
-
-    trigger.read_task_state = state  # type: ignore[method-assign]
-
-    async def start_then_kill() -> None:
-        task = asyncio.create_task(anext(trigger.run()))
-        await asyncio.sleep(2)
-        task.cancel()
-        await trigger.on_kill()
-        await close_loop_sessions()
-
-    asyncio.run(start_then_kill())
-
-
 def test_on_kill_cancels_the_job_once_the_user_marked_the_task_failed(harness: Harness) -> None:
     op = harness.make_operator("kill", "succeed", 120)
     trigger = rebuild(defer(op, new_ti("kill")))
-    _kill_while_watching(trigger, "failed")
+    kill_while_watching(trigger, "failed")
     assert harness.cancels() == 1
     _wait_remote(harness, trigger.job_id, harness.cancelled_states)
 
@@ -156,7 +149,7 @@ def test_on_kill_leaves_the_job_alone_when_the_trigger_moved_or_the_state_is_unk
     monkeypatch.setattr(trigger_module, "STATE_LOOKUP_BUDGET", 1.0)
     op = harness.make_operator("moved", "succeed", 120)
     trigger = rebuild(defer(op, new_ti("moved")))
-    _kill_while_watching(trigger, task_state)
+    kill_while_watching(trigger, task_state)
     assert harness.cancels() == 0
     cancel(trigger)
 

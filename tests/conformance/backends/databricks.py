@@ -18,7 +18,8 @@ import pytest
 from airflow_spark_async.core.ledger import MemoryLedger
 from airflow_spark_async.core.operator import SparkJobOperator
 from airflow_spark_async.databricks.operators import DatabricksRunNowOperator, DatabricksSubmitRunOperator
-from tests.conformance.harness import Harness, sleep_args
+from airflow_spark_async.databricks.sensors import DatabricksRunSensor
+from tests.conformance.harness import Harness, sensor_factory, sleep_args
 from tests.servers.databricks_server import DatabricksServer
 from tests.servers.fault_proxy import FaultProxy
 
@@ -65,6 +66,9 @@ def databricks_harness_for(operator: str) -> Iterator[Harness]:
             failure_text="RuntimeError: failing on purpose",
             conn_id=conn_id,
             reattach_by="ledger",
+            # one sensor for runs however they started: checked once, with the one-time runs
+            make_sensor=sensor_factory(DatabricksRunSensor, lambda run_id: {"run_id": run_id},
+                                       databricks_conn_id=conn_id) if operator == "submit" else None,
             extra={"server": server},
         )
         del os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"]

@@ -3,13 +3,15 @@ an AWS-aware fault proxy (see tests/emr/moto_aws.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
 
 from airflow_spark_async.emr.ids import JobRunRef
 from airflow_spark_async.emr.operators import EmrServerlessJobOperator
-from tests.conformance.harness import Harness, operator_factory
+from airflow_spark_async.emr.sensors import EmrServerlessJobSensor
+from tests.conformance.harness import Harness, operator_factory, sensor_factory
 from tests.emr.moto_aws import APP, LOG_BUCKET, ROLE, MotoAws
 
 
@@ -40,5 +42,7 @@ def emr_serverless_harness() -> Iterator[Harness]:
             failure_text="ExitCode: 3",
             conn_id=conn_id,
             reattach_by="backend",
+            make_sensor=sensor_factory(EmrServerlessJobSensor,
+                                       lambda job_id: dataclasses.asdict(JobRunRef.parse(job_id)), aws_conn_id=conn_id),
             extra={"aws": aws, "application_id": application_id},
         )

@@ -9,7 +9,8 @@ import pytest
 
 from airflow_spark_async.emr.ids import StepsRef
 from airflow_spark_async.emr.operators import EmrStepsOperator
-from tests.conformance.harness import Harness, operator_factory
+from airflow_spark_async.emr.sensors import EmrStepSensor
+from tests.conformance.harness import Harness, operator_factory, sensor_factory
 from tests.emr.moto_aws import APP, MotoAws
 
 
@@ -36,5 +37,8 @@ def emr_steps_harness() -> Iterator[Harness]:
             failure_text="Spark application exited with code 3",
             conn_id=conn_id,
             reattach_by="backend",
+            make_sensor=sensor_factory(EmrStepSensor, lambda job_id: {
+                "job_flow_id": (ref := StepsRef.parse(job_id)).cluster_id, "step_id": ref.step_ids[0]},
+                aws_conn_id=conn_id),
             extra={"aws": aws, "cluster_id": cluster_id},
         )

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from airflow_spark_async.livy.operators import LivyBatchOperator
-from tests.conformance.harness import Harness, operator_factory
+from airflow_spark_async.livy.sensors import LivyBatchSensor
+from tests.conformance.harness import Harness, operator_factory, sensor_factory
 from tests.conftest import APPS
 from tests.servers.fault_proxy import FaultProxy
 from tests.servers.livy_server import LivyServer
@@ -42,5 +43,9 @@ def livy_harness(spark_cluster: Any) -> Iterator[Harness]:
             conn_id=conn_id,
             reattach_by="backend",
             cancel_method="DELETE",
+            # Livy's default, like the official LivySensor's, is any end; ["success"] is its documented
+            # way to fail the sensor when the batch fails
+            make_sensor=sensor_factory(LivyBatchSensor, lambda job_id: {"batch_id": job_id}, livy_conn_id=conn_id,
+                                       target_states=["success"]),
         )
         del os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"]

@@ -13,7 +13,8 @@ import pytest
 
 from airflow_spark_async.core.ledger import MemoryLedger
 from airflow_spark_async.standalone.operators import SparkStandaloneSubmitOperator
-from tests.conformance.harness import Harness, operator_factory
+from airflow_spark_async.standalone.sensors import SparkStandaloneDriverSensor
+from tests.conformance.harness import Harness, operator_factory, sensor_factory
 from tests.conftest import APPS, standalone_conn_json
 from tests.servers.fault_proxy import FaultProxy
 
@@ -45,5 +46,6 @@ def standalone_harness(spark_cluster: Any) -> Iterator[Harness]:
             failure_text="non-zero status",
             conn_id=conn_id,
             reattach_by="ledger",
+            make_sensor=sensor_factory(SparkStandaloneDriverSensor, lambda job_id: {"job_id": job_id}, conn_id=conn_id),
         )
         del os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"]
