@@ -76,6 +76,7 @@ __all__ = [
     "CredentialsExpired",
     "aws_client",
     "console_base",
+    "loop_client",
     "translate_error",
 ]
 
@@ -518,15 +519,21 @@ class _LoopClients(dict[str, AwsClient]):
             await client.close()
 
 
-async def aws_client(settings: AwsSettings, service: str) -> AwsClient:
-    """The shared client of ``service`` for these settings on the running loop."""
+def loop_client(settings: AwsSettings, service: str) -> AwsClient:
+    """The shared client of ``service`` for these settings on the running loop (made on first use)."""
     clients = Runtime.current().shared("airflow_spark_async.emr.aws clients", _LoopClients)
     key = settings.client_key(service)
     client = clients.get(key)
     if client is None or client.closed:
         client = clients[key] = AwsClient(settings, service)
-    else:
-        await client.update(settings)
+    return client
+
+
+async def aws_client(settings: AwsSettings, service: str) -> AwsClient:
+    """:func:`loop_client`, after adopting freshly read ``settings`` (a credential change replaces
+    the client behind it)."""
+    client = loop_client(settings, service)
+    await client.update(settings)
     return client
 
 
@@ -534,7 +541,7 @@ class AwsBackend(Backend[RequestT]):
     """A backend on one AWS service, reached through the shared client of its connection.
 
     Subclasses name their botocore ``service`` and their :attr:`Options` (a subclass of
-    :class:`AwsOptions`); the parsed options are :attr:`settings_options`.
+    :class:`AwsOptions`); the parsed options are :attr:`opts`.
     """
 
     #: the botocore service name
@@ -542,9 +549,8 @@ class AwsBackend(Backend[RequestT]):
     #: the backend options this backend accepts (besides them, none)
     Options: ClassVar[type[AwsOptions]] = AwsOptions
 
-    def __init__(self, settings: AwsSettings, client: AwsClient, options: Mapping[str, Any]) -> None:
+    def __init__(self, settings: AwsSettings, options: Mapping[str, Any]) -> None:
         self.settings = settings
-        self.client = client
         self.backend_options = dict(options)
         self.opts = self.Options.from_options(options)
 
@@ -552,11 +558,18 @@ class AwsBackend(Backend[RequestT]):
     async def from_connection(cls, conn: Connection, options: Mapping[str, Any]) -> AwsBackend[RequestT]:
         cls.validate_options(options)
         settings = AwsSettings.from_connection(conn, options)
-        return cls(settings, await aws_client(settings, cls.service), options)
+        await aws_client(settings, cls.service)  # rotated credentials replace the loop's client now
+        return cls(settings, options)
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> None:
         cls.Options.from_options(options)
+
+    @property
+    def client(self) -> AwsClient:
+        """The running loop's shared client: backends live per process, clients per loop (aiobotocore
+        clients hold aiohttp sessions, which belong to the loop that made them)."""
+        return loop_client(self.settings, self.service)
 
     @property
     def watch_key(self) -> str:
@@ -632,7 +645,7 @@ class AwsBackend(Backend[RequestT]):
         if not uri.startswith("s3://"):
             return None
         bucket, _, key = uri[len("s3://"):].partition("/")
-        s3 = await aws_client(self.settings, "s3")
+        s3 = loop_client(self.settings, "s3")
         try:
             answer = await s3.call("get_object", Bucket=bucket, Key=key)
         except (JobNotFoundError, RequestRejected):
