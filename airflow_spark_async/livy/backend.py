@@ -218,7 +218,7 @@ def _attempt_of(name: str, key: str) -> int:
     return int(tail[1:]) if tail.startswith("-") and tail[1:].isdigit() else 0
 
 
-class LivyBackend(Backend):
+class LivyBackend(Backend[LivyBatchRequest]):
     """Batches on one Livy server (see the module docstring)."""
 
     name: ClassVar[str] = "livy"
@@ -251,23 +251,24 @@ class LivyBackend(Backend):
         return await request_json(session, method, self.settings.base_url + path, headers=self.settings.headers,
                                   **kwargs)
 
-    async def submit(self, job: LivyBatchRequest, *, key: str) -> JobStatus:
+    async def submit(self, request: LivyBatchRequest, *, key: str, attempt: int = 1) -> JobStatus:
+        """Submit under the key's name; ``attempt`` is not needed: the name is the lock."""
         # After a lookup saw an ended batch of this key, its name is still taken: use the next one.
-        attempt = self._next_attempt.pop(key, 0)
+        suffix = self._next_attempt.pop(key, 0)
         while True:
-            body = job.body(batch_name(job.job.name or "spark-job", key, attempt))
+            body = request.body(batch_name(request.job.name or "spark-job", key, suffix))
             try:
                 return self._status(LivyBatch.parse(await self._call("POST", "/batches", json_body=body),
                                                     what="POST /batches"))
             except RequestRejected as exc:
-                if "Duplicate session name" not in str(exc) or attempt >= 20:
+                if "Duplicate session name" not in str(exc) or suffix >= 20:
                     raise
             # Another submission of this key holds the name. While it runs it *is* this try's batch (a
             # worker that crashed after Livy accepted it); once ended (or stopping), take a new name.
             existing = await self.find_by_key(key)
             if existing is not None and existing.state in (JobState.PENDING, JobState.RUNNING):
                 return existing
-            attempt = max(attempt + 1, self._next_attempt.pop(key, 0))
+            suffix = max(suffix + 1, self._next_attempt.pop(key, 0))
 
     async def find_by_key(self, key: str) -> JobStatus | None:
         """The newest batch whose name carries exactly ``key`` (``…-1`` is not ``…-12``)."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.configuration import conf as airflow_conf
 
+from airflow_spark_async.core.backend import RequestT
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.fields import Alias
 from airflow_spark_async.core.ledger import KeyLedger
@@ -286,7 +287,7 @@ def inject_openlineage(conf: dict[str, Any], context: Context, *, parent: bool, 
     return conf
 
 
-class OfficialOperatorArguments(SparkJobOperator):
+class OfficialOperatorArguments(SparkJobOperator[RequestT]):
     """The official ``LivyOperator``'s arguments, turned into the core's.
 
     :param file, class_name, args, conf, jars, py_files, files, archives, driver_memory, driver_cores,
@@ -376,6 +377,7 @@ class OfficialOperatorArguments(SparkJobOperator):
             raise ConfigurationError(f"LivyBatchOperator {task}: give polling_interval or poll_interval, not both")
         #: the official "polling_interval <= 0": submit, return the batch id, do not wait
         self.submit_only = polling_interval is not None and polling_interval <= 0
+        kwargs.setdefault("wait_for_termination", not self.submit_only)
         interval = poll_interval if poll_interval is not None else polling_interval
         base_policy = poll_policy.to_dict() if isinstance(poll_policy, PollPolicy) else dict(poll_policy or {})
         super().__init__(
@@ -409,11 +411,6 @@ class OfficialOperatorArguments(SparkJobOperator):
             job = SparkJob.from_dict({**job.to_dict(), "conf": conf})
         queue, proxy_user = (params.get(arg) or getattr(job, arg, None) or None for arg in LIVY_ONLY_ARGUMENTS)
         return job, queue, proxy_user
-
-    @property
-    def waits(self) -> bool:
-        """``polling_interval <= 0`` means "submit, do not wait", as in the official operator."""
-        return not self.submit_only
 
     def kill(self) -> None:
         """Delete the batch of this task (the official operator's public ``kill``)."""

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["LivyBatchOperator", "policy_from_retry_args"]
 
 
-class LivyBatchOperator(OfficialOperatorArguments):
+class LivyBatchOperator(OfficialOperatorArguments[LivyBatchRequest]):
     """Submit a Spark batch to Apache Livy, free the worker while it runs, succeed or fail with it.
 
     Takes every argument of the official ``LivyOperator`` with its meaning there (see
@@ -36,7 +36,7 @@ class LivyBatchOperator(OfficialOperatorArguments):
     link_classes = (LivyBatchLink, LivySparkUILink, LivyDriverLogLink)
     operator_extra_links = (LivyBatchLink(), LivySparkUILink(), LivyDriverLogLink())
 
-    def build_job(self, context: Context) -> LivyBatchRequest:  # type: ignore[override]
+    def build_request(self, context: Context, key: str, attempt: int) -> LivyBatchRequest:
         job, queue, proxy_user = self.official_job(context)
         if not job.name:
             job = dataclasses.replace(job, name=f"{context['ti'].dag_id}.{context['ti'].task_id}")

@@ -3,7 +3,7 @@ triggerer."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.livy.backend import BATCH_STATES
@@ -32,8 +32,9 @@ class LivyBatchSensor(OfficialSensorArguments):
     known_states = tuple(BATCH_STATES)
     terminal_states = LIVY_TERMINAL_STATES
 
-    def execute(self, context: Context) -> Any:
-        if not str(self.batch_id).strip().isdigit():  # rendered by now: fail before deferring
+    def render_job_id(self, context: Context) -> str:
+        """The rendered ``batch_id``, which must be an integer: fail before deferring, not in the triggerer."""
+        if not str(self.batch_id).strip().isdigit():
             raise ConfigurationError(f"LivyBatchSensor {self.task_id}: batch_id must be a Livy batch id (an "
                                      f"integer), got {self.batch_id!r}")
-        return super().execute(context)
+        return str(self.batch_id).strip()

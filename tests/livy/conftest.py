@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from airflow_spark_async.core.runtime import reset_backends
 from airflow_spark_async.core.sync import run_sync as run  # the worker's bridge: one private loop per call
 from airflow_spark_async.core.watcher import get_backend
 from airflow_spark_async.livy.backend import LivyBackend
@@ -27,6 +28,7 @@ def set_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, port: int, **fields:
     """Define connection ``conn_id`` to 127.0.0.1:``port``; ``fields`` override or add (``extra`` …)."""
     conn = {"conn_type": "livy", "host": "127.0.0.1", "port": port, "schema": "http", **fields}
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    reset_backends()  # backends are cached per process: a redefined connection must be read again
 
 
 def context(ti: FakeTI | None = None) -> Any:

@@ -13,6 +13,7 @@ import requests.auth
 from airflow.sdk import Connection
 
 from airflow_spark_async.core.errors import AuthError, ConfigurationError, ConnectionFailed
+from airflow_spark_async.core.runtime import reset_backends
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.livy.backend import LivyBatchRequest
 from airflow_spark_async.livy.hook import LivyOptions, LivySettings, auth_type_name
@@ -128,6 +129,7 @@ def test_authentication_is_sent_by_worker_and_triggerer(monkeypatch: pytest.Monk
         assert livy.count("GET", r"^/batches/\d+$") >= 2, "the triggerer polled with the credentials"
 
         set_conn(monkeypatch, CONN, livy.port, login="alice", password="wrong")
+        reset_backends()  # a new worker process: it reads the connection again
         with pytest.raises(AuthError, match="401"):
             submit()
 

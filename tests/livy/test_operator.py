@@ -68,7 +68,7 @@ def test_the_request_body_is_the_official_hooks(args: dict[str, Any]) -> None:
     ours = LivyBatchOperator(task_id="t", **args)
     assert ours.spark_params == official.spark_params  # the same templated field, the same values
     expected = LivyHook.build_post_batch_body(**official.spark_params)  # type: ignore[arg-type]
-    request = ours.build_job(context(FakeTI(dag_id="d", task_id="t")))
+    request = ours.build_request(context(FakeTI(dag_id="d", task_id="t")), "asa-key", 1)
     body = request.body(f"{request.job.name}-asa-key")
     assert body.pop("name") == f"{args.get('name', 'd.t')}-asa-key"
     expected.pop("name", None)
@@ -77,11 +77,11 @@ def test_the_request_body_is_the_official_hooks(args: dict[str, Any]) -> None:
 
 def test_core_counts_given_as_strings_become_integers_as_livy_parses_them() -> None:
     op = LivyBatchOperator(task_id="t", file="a.jar", class_name="M", driver_cores="2", num_executors="4")
-    job = op.build_job(context()).job
+    job = op.build_request(context(), "asa-key", 1).job
     assert (job.driver_cores, job.num_executors) == (2, 4)
     bad = LivyBatchOperator(task_id="t", file="a.jar", class_name="M", executor_cores="many")
     with pytest.raises(ConfigurationError, match="executor_cores"):
-        bad.build_job(context())
+        bad.build_request(context(), "asa-key", 1)
 
 
 def test_invalid_official_arguments_fail_like_the_official_ones_before_submitting() -> None:
@@ -89,7 +89,7 @@ def test_invalid_official_arguments_fail_like_the_official_ones_before_submittin
     for args in ({"driver_memory": "lots"}, {"args": "not-a-list"}, {"conf": ["a"]}):
         op = LivyBatchOperator(task_id="t", file="/a.py", **args)
         with pytest.raises(ValueError):
-            op.build_job(context())
+            op.build_request(context(), "asa-key", 1)
     with pytest.raises(ConfigurationError, match="file"):
         LivyBatchOperator(task_id="t")
     with pytest.raises(ConfigurationError, match="not both"):
