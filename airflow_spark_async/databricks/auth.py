@@ -4,30 +4,28 @@ event loop (the connection is read in :mod:`~airflow_spark_async.databricks.comp
 Why databricks-sdk: it owns the token exchanges (OIDC discovery, client credentials, Entra ID
 resources and management tokens) and their refresh; ``Config.authenticate()`` hands back
 headers, the seam to our aiohttp sessions. But the SDK is synchronous and ``Config()`` does
-network I/O in its constructor, so both run in a thread (``asyncio.to_thread``); one ``Config``
-per workspace and credentials serves the whole process, headers are cached briefly, and a 401
-rebuilds the ``Config`` once (single-flight) before giving up. A PAT or basic auth needs no
-exchange: its constant header is built here, sparing each task process the SDK's import.
+network I/O in its constructor, so both run in a thread — core's
+:class:`~airflow_spark_async.core.http.RefreshingCredentials` does that, caches the headers briefly
+and rebuilds the ``Config`` once after a 401. A PAT or basic auth needs no exchange: its constant
+header is built here, sparing each task process the SDK's import.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 
 from airflow_spark_async.core.errors import AuthError, ConfigurationError, ConnectionFailed, ServerError
+from airflow_spark_async.core.http import RefreshingCredentials
 
 __all__ = ["DatabricksSettings", "SdkAuth"]
-
-_T = TypeVar("_T")
 
 #: how long headers of an OAuth credential are reused before asking the SDK again; the SDK
 #: refreshes tokens ahead of expiry, and a 401 inside this window triggers a rebuild anyway
@@ -151,69 +149,28 @@ def _auth_failure(exc: Exception) -> Exception:
     return ServerError(f"databricks-sdk could not get a token ({type(exc).__name__}: {text}); retrying")
 
 
-class SdkAuth:
-    """Auth headers for one workspace and set of credentials, from databricks-sdk, off the event loop.
+class SdkAuth(RefreshingCredentials):
+    """The credentials of one workspace and principal, for core's 401-renew-once request path.
 
-    The SDK is synchronous — ``Config()`` probes host metadata and OIDC discovery, ``authenticate()``
-    may fetch a token — so both run in a thread, and one ``Config`` per workspace and credentials
-    serves every backend of the process (:meth:`of`). Headers are reused for ``OAUTH_HEADERS_TTL``
-    (for ever for a PAT or basic auth); after a 401 the caller asks :meth:`refresh`, which rebuilds
-    the ``Config`` once however many concurrent polls saw the 401: ``generation`` counts rebuilds.
+    One instance per workspace and credentials serves every backend of the process (:meth:`of`), so
+    the SDK's ``Config`` — and its token — is shared. Headers of OAuth are reused for
+    ``OAUTH_HEADERS_TTL``; a PAT's or basic auth's never change (a 401 then rebuilds once, and a
+    second one makes the core re-read the connection: how a rotated PAT is picked up).
     """
-
-    _shared: ClassVar[dict[str, SdkAuth]] = {}
-    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     @classmethod
     def of(cls, settings: DatabricksSettings) -> SdkAuth:
         """The process's one instance for ``settings``' workspace and credentials."""
-        with cls._shared_lock:
-            return cls._shared.setdefault(f"{settings.host}|{settings.identity}", cls(settings))
+        with _SHARED_LOCK:
+            return _SHARED.setdefault(f"{settings.host}|{settings.identity}", cls(settings))
 
-    def __init__(self, settings: DatabricksSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: DatabricksSettings, *, clock: Callable[[], float] | None = None) -> None:
         self.settings = settings
-        self.generation = 0
-        self._config: Any = None
-        self._lock = threading.Lock()
-        self._clock = clock
-        #: (headers, generation, fresh until): replaced whole, so threads never see half of it
-        self._cached: tuple[dict[str, str], int, float] | None = None
-
-    async def headers(self) -> tuple[dict[str, str], int]:
-        """The headers and the generation of the credentials they come from (for :meth:`refresh`)."""
-        cached = self._cached
-        if cached is None or self._clock() >= cached[2]:
-            headers, generation = await _in_thread(self._authenticate)
-            ttl = float("inf") if self.settings.static_auth() is not None else OAUTH_HEADERS_TTL
-            self._cached = cached = (headers, generation, self._clock() + ttl)
-        return cached[0], cached[1]
-
-    async def refresh(self, stale_generation: int) -> None:
-        """New credentials, unless another caller already replaced those of ``stale_generation``."""
-        await _in_thread(self._rebuild, stale_generation)
-
-    def _authenticate(self) -> tuple[dict[str, str], int]:
-        static = self.settings.static_auth()
-        if static is not None:
-            return static, self.generation
-        with self._lock:
-            if self._config is None:
-                self._config = self.settings.build_config()
-            config, generation = self._config, self.generation
-        return dict(config.authenticate()), generation
-
-    def _rebuild(self, stale_generation: int) -> None:
-        with self._lock:
-            if self.generation == stale_generation:
-                self._config = None if self.settings.static_auth() is not None else self.settings.build_config()
-                self.generation += 1
-                self._cached = None
+        static = settings.static_auth()
+        build = (lambda: settings.build_config().authenticate) if static is None else (lambda: lambda: static)
+        super().__init__(build, ttl=OAUTH_HEADERS_TTL if static is None else math.inf, translate=_auth_failure,
+                         clock=clock)
 
 
-async def _in_thread(func: Callable[..., _T], *args: Any) -> _T:
-    try:
-        return await asyncio.to_thread(func, *args)
-    except (asyncio.CancelledError, ConfigurationError):
-        raise
-    except Exception as exc:
-        raise _auth_failure(exc) from exc
+_SHARED: dict[str, SdkAuth] = {}
+_SHARED_LOCK = threading.Lock()

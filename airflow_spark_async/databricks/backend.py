@@ -1,10 +1,11 @@
 """Databricks backend: runs of the Jobs API 2.2 (or 2.1) over pooled aiohttp sessions.
 
-* **Auth** comes from databricks-sdk (:class:`~airflow_spark_async.databricks.hook.SdkAuth`),
-  computed in a thread; a 401 rebuilds the credentials once, then fails as ``AuthError``.
+* **Auth** comes from databricks-sdk (:class:`~airflow_spark_async.databricks.auth.SdkAuth`),
+  computed in a thread; core's request path renews it once after a 401, then fails as ``AuthError``.
 * **Submitting** sends the request of a :class:`DatabricksRun` with its idempotency token and
   retries transient failures (``retry_limit`` times, ``retry_delay`` doubling, ``Retry-After``
-  honoured) — safe only *because* of the token: a resend after a lost answer gets the same run.
+  honoured, behind the workspace's throttle gate, so a throttled workspace slows submits and
+  cancels too) — safe only *because* of the token: a resend after a lost answer gets the same run.
 * **Reattach** across tries is the core's ledger (the API cannot look a run up by token without
   submitting, and a run object carries neither the token nor our key, so ``JobStatus.key`` stays
   unset); the token of an earlier try that may have submitted unrecorded is sent first.
@@ -26,31 +27,30 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_spark_async.core.backend import Backend, JobStatus
+from airflow_spark_async.core.backend import Backend, JobStatus, StatusMany
 from airflow_spark_async.core.errors import (
-    AuthError,
-    BackendError,
     ConfigurationError,
     JobNotFoundError,
     RequestRejected,
     ServerError,
+    SparkAsyncError,
 )
 from airflow_spark_async.core.http import MAX_RETRY_AFTER, request_json
 from airflow_spark_async.core.options import BackendOptions, option
+from airflow_spark_async.core.paging import Page, fetch_each, pages
 from airflow_spark_async.core.retry import Backoff, retry_call
 from airflow_spark_async.core.runtime import Runtime
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.databricks.auth import DatabricksSettings, SdkAuth
 from airflow_spark_async.databricks.compat.connection import settings_from_connection
 from airflow_spark_async.databricks.request import RUN_NOW, DatabricksRun
-from airflow_spark_async.databricks.runs import Run, TaskRun, clean_text, merge_pages, trim
+from airflow_spark_async.databricks.runs import Run, TaskOutput, TaskRun, merge_pages, task_log
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -78,11 +78,9 @@ class DatabricksOptions(BackendOptions):
 
 #: runs/list page size: the API's maximum
 LIST_PAGE_SIZE = 25
-#: characters of error traces kept in a failure's diagnostics (the exception shows the last 4000)
-TRACE_LIMIT = 3600
 #: tasks whose output is fetched for the task log at the end of a run (failed ones first)
 LOG_TASKS = 10
-_OUTPUT_CONCURRENCY = 8
+OUTPUT_CONCURRENCY = 8
 
 
 class DatabricksBackend(Backend[DatabricksRun]):
@@ -102,7 +100,7 @@ class DatabricksBackend(Backend[DatabricksRun]):
         self.api = f"{settings.host}/api/{opts.api_version}/jobs"
         from airflow_spark_async import __version__
 
-        self.user_agent = f"airflow-spark-async/{__version__}"
+        self.headers = {"User-Agent": f"airflow-spark-async/{__version__}"}
 
     @classmethod
     async def from_connection(cls, conn: Connection, options: Mapping[str, Any]) -> DatabricksBackend:
@@ -130,102 +128,75 @@ class DatabricksBackend(Backend[DatabricksRun]):
 
     # -- transport -------------------------------------------------------------------------
 
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json_body: Any = None,
-        retry: bool = False,
-    ) -> Any:
-        """One API call; with ``retry``, transient failures are retried ``retry_limit`` times.
+    async def call(self, method: str, path: str, *, retry: bool = False, **kwargs: Any) -> Any:
+        """One API call (``params``, ``json_body``); with ``retry``, transient failures are retried
+        ``retry_limit`` times behind the workspace's throttle gate.
 
         Polls never retry here: the trigger's loop owns their back-off and error budget, and a
         429 must reach the watcher so every trigger sharing it slows down together.
         """
-        send = functools.partial(self._send, method, path, params=params, json_body=json_body)
+        send = functools.partial(self.send, method, path, **kwargs)
         if not retry:
             return await send()
         return await retry_call(send, attempts=self.retry_limit + 1, what=f"Databricks {method} {path}",
-                                policy=self.backoff)
+                                policy=self.backoff, gate=Runtime.current().gate(self.identity()))
 
-    async def _send(self, method: str, path: str, *, params: Mapping[str, Any] | None, json_body: Any) -> Any:
-        session = Runtime.current().session(self.settings.host)
-        query = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (params or {}).items()}
-        for refreshed in (False, True):
-            auth, generation = await self.auth.headers()
-            try:
-                return await request_json(session, method, f"{self.api}/{path}", params=query or None,
-                                          json_body=json_body, headers={**auth, "User-Agent": self.user_agent})
-            except AuthError as exc:
-                if exc.status != 401 or refreshed:
-                    raise
-                log.info("Databricks answered 401 to %s %s; refreshing the credentials once", method, path)
-                await self.auth.refresh(generation)
-            except RequestRejected as exc:
-                # The API answers 400 INVALID_PARAMETER_VALUE "Run <id> does not exist" for an unknown
-                # run (databricks-sdk remaps it the same way).
-                if "does not exist" in str(exc):
-                    raise JobNotFoundError(str(exc), status=exc.status) from exc
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
+    async def send(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return await request_json(Runtime.current().session(self.settings.host), method, f"{self.api}/{path}",
+                                      headers=self.headers, credentials=self.auth, **kwargs)
+        except RequestRejected as exc:
+            # The API answers 400 INVALID_PARAMETER_VALUE "Run <id> does not exist" for an unknown
+            # run (databricks-sdk remaps it the same way).
+            if "does not exist" in str(exc):
+                raise JobNotFoundError(str(exc), status=exc.status) from exc
+            raise
+
+    def list_pages(self, path: str, field: str, params: Mapping[str, Any], *, retry: bool = False,
+                   max_pages: int | None = None) -> AsyncIterator[Page[Mapping[str, Any], str]]:
+        """The ``field`` items of each page of a token-paged list (``runs/list``, ``jobs/list``)."""
+
+        async def fetch(token: str | None) -> Page[Mapping[str, Any], str]:
+            answer = await self.call("GET", path, params={**params, **({"page_token": token} if token else {})},
+                                     retry=retry)
+            if not isinstance(answer, Mapping):
+                raise ServerError(f"{path} answered {str(answer)[:200]!r}")
+            items = [item for item in answer.get(field) or () if isinstance(item, Mapping)]
+            return Page(items, (answer.get("has_more") or None) and answer.get("next_page_token"))
+
+        return pages(fetch, max_pages=max_pages)
 
     # -- reading runs -----------------------------------------------------------------------
 
-    async def _run(self, run_id: str) -> Run:
+    async def run(self, run_id: str) -> Run:
+        """``runs/get``, its pages of tasks (API 2.2 has at most 100 per page) merged."""
         if not str(run_id).isdigit():
             raise JobNotFoundError(f"{run_id!r} is not a Databricks run id (run ids are integers)")
-        pages = [await self._call("GET", "runs/get", params={"run_id": run_id})]
-        while isinstance(pages[-1], Mapping) and (token := pages[-1].get("next_page_token")):
-            pages.append(await self._call("GET", "runs/get", params={"run_id": run_id, "page_token": token}))
-        if not isinstance(pages[0], Mapping):
-            raise ServerError(f"runs/get of {run_id} answered {str(pages[0])[:200]!r}")
-        return Run.parse(merge_pages(pages[0], [p for p in pages[1:] if isinstance(p, Mapping)]))
 
-    def _basic_status(self, run: Run) -> JobStatus:
-        """A status from what the run object itself says (no further requests)."""
-        state = run.state
-        message = f"queued: {state.queue_reason}" if not state.is_terminal and state.queue_reason else None
-        return JobStatus(run.run_id, state.job_state, state.label, message=message or state.explain() or None,
-                         diagnostics=f"tasks: {run.task_summary()}" if len(run.tasks) > 1 else None,
-                         links={"run_page_url": run.run_page_url} if run.run_page_url else {})
+        async def fetch(token: str | None) -> Page[Any, str]:
+            page = await self.call("GET", "runs/get", params={"run_id": run_id, **({"page_token": token} if token
+                                                                                    else {})})
+            return Page([page], page.get("next_page_token") if isinstance(page, Mapping) else None)
 
-    async def _failure_status(self, run: Run, status: JobStatus) -> JobStatus:
-        """Name every failed task with its own error (``runs/get-output``) and keep its trace.
+        first, *more = [page.items[0] async for page in pages(fetch)]
+        return Run.parse(merge_pages(first, more) if isinstance(first, Mapping) else first)
 
-        The message carries the names, errors and per-task states (it heads the task's exception);
-        the traces go to ``diagnostics``, trimmed so that all of them fit in what the exception shows.
-        """
-        lines, traces = [status.message or run.state.label], []
-        for task, out in await self._outputs(run.failed_tasks()):
-            error = clean_text(out.get("error")) or (task.task_key and task.state.explain()) or "no error reported"
-            lines.append(f"{task.title} failed: {error}")
-            if trace := clean_text(out.get("error_trace")):
-                traces.append((f"--- {task.title} (run {task.run_id}) error trace ---", trace))
-        message = "; ".join(lines) + (f" (tasks: {run.task_summary()})" if len(run.tasks) > 1 else "")
-        limit = max(800, TRACE_LIMIT // max(1, len(traces)))
-        diagnostics = "\n".join(f"{title}\n{trim(trace, limit)}" for title, trace in traces) or None
-        return dataclasses.replace(status, message=message, diagnostics=diagnostics)
-
-    async def _outputs(self, tasks: Sequence[TaskRun]) -> list[tuple[TaskRun, Mapping[str, Any]]]:
+    async def outputs(self, tasks: Sequence[TaskRun]) -> list[tuple[TaskRun, TaskOutput]]:
         """``runs/get-output`` of several task runs; one that fails to load must not hide the others."""
-        semaphore = asyncio.Semaphore(_OUTPUT_CONCURRENCY)
 
-        async def one(task: TaskRun) -> tuple[TaskRun, Mapping[str, Any]]:
-            async with semaphore:
-                try:
-                    out = await self._call("GET", "runs/get-output", params={"run_id": task.run_id}, retry=True)
-                except BackendError as exc:
-                    log.warning("Could not read the output of run %s: %s", task.run_id, exc)
-                    out = None
-            return task, out if isinstance(out, Mapping) else {}
+        async def fetch(task: TaskRun) -> Any:
+            return await self.call("GET", "runs/get-output", params={"run_id": task.run_id}, retry=True)
 
-        return list(await asyncio.gather(*(one(t) for t in tasks)))
+        results = []
+        for task, out in await fetch_each(tasks, fetch, limit=OUTPUT_CONCURRENCY):
+            if isinstance(out, BaseException):
+                log.warning("Could not read the output of run %s: %s", task.run_id, out)
+            results.append((task, TaskOutput.parse(None if isinstance(out, BaseException) else out)))
+        return results
 
     # -- the Backend protocol ------------------------------------------------------------------
 
-    async def submit(self, request: DatabricksRun, *, key: str, attempt: int = 1) -> JobStatus:
+    async def submit(self, request: DatabricksRun, *, key: str, attempt: int) -> JobStatus:
         """Send the run (its token is this try's: the operator derived it from ``key`` and ``attempt``,
         and recorded it before sending), or reattach to the earlier try's run of ``earlier_token``."""
         if not isinstance(request, DatabricksRun):
@@ -233,89 +204,76 @@ class DatabricksBackend(Backend[DatabricksRun]):
                 "the Databricks backend submits DatabricksRun requests; run a SparkJob with "
                 "DatabricksSubmitRunOperator(job=..., new_cluster=...)"
             )
-        body = dict(request.body)
-        body.setdefault("idempotency_token", key)
+        body = {"idempotency_token": key, **request.body}
         if request.endpoint == RUN_NOW and "job_name" in body:
             body["job_id"] = await self.find_job_id(str(body.pop("job_name")))
         if request.endpoint == RUN_NOW and request.cancel_previous_runs:
             log.info("Cancelling the active runs of job %s first (cancel_previous_runs)", body["job_id"])
-            await self._call("POST", "runs/cancel-all", json_body={"job_id": body["job_id"]}, retry=True)
+            await self.call("POST", "runs/cancel-all", json_body={"job_id": body["job_id"]}, retry=True)
         tokens = list(dict.fromkeys(t for t in (request.earlier_token, body["idempotency_token"]) if t))
         for token in tokens:
-            answer = await self._call("POST", request.endpoint, json_body={**body, "idempotency_token": token},
-                                      retry=True)
+            answer = await self.call("POST", request.endpoint, json_body={**body, "idempotency_token": token},
+                                     retry=True)
             if not isinstance(answer, Mapping) or answer.get("run_id") is None:
                 raise ServerError(f"{request.endpoint} answered without a run_id: {str(answer)[:200]!r}")
-            status = self._basic_status(await self._run(str(answer["run_id"])))
-            if status.is_terminal and token != tokens[-1]:
-                log.info("Run %s of an earlier try already ended %s; starting a new run", status.job_id,
-                         status.backend_state)
-                continue
-            return status
+            status = (await self.run(str(answer["run_id"]))).status()
+            if not status.is_terminal or token == tokens[-1]:
+                return status
+            log.info("Run %s of an earlier try already ended %s; starting a new run", status.job_id,
+                     status.backend_state)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def status(self, job_id: str) -> JobStatus:
-        run = await self._run(job_id)
-        status = self._basic_status(run)
+        run = await self.run(job_id)
+        status = run.status()
         if status.is_terminal and (status.state is not JobState.SUCCEEDED or run.failed_tasks()):
-            status = await self._failure_status(run, status)
+            status = run.explained(await self.outputs(run.failed_tasks()))
         return status
 
-    async def status_many(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:
-        """Every watched run still on the workspace's active list, from ``runs/list``.
+    async def status_many(self, job_ids: Sequence[str]) -> StatusMany:
+        """Every watched run still on the workspace's active list, from ``runs/list``; an id that
+        is no run id, or a listed run that cannot be parsed, gets its own error.
 
         Runs not found are asked for one by one by the watcher: they finished (and need
         ``runs/get`` for their outcome) or are not among the first pages. Paging stops once every
         run was found, or after ``len(job_ids) // 2 + 1`` pages, so listing never costs more than
         about half the requests per-run polling would.
         """
-        wanted = {str(j) for j in job_ids}
-        found: dict[str, JobStatus] = {}
-        params: dict[str, Any] = {"active_only": True, "limit": LIST_PAGE_SIZE}
-        for _page in range(len(wanted) // 2 + 1):
-            answer = await self._call("GET", "runs/list", params=params)
-            if not isinstance(answer, Mapping):
-                raise ServerError(f"runs/list answered {str(answer)[:200]!r}")
-            for obj in answer.get("runs") or ():
-                if isinstance(obj, Mapping) and str(obj.get("run_id")) in wanted:
-                    status = self._basic_status(Run.parse(obj))
-                    found[status.job_id] = status
-            token = answer.get("next_page_token")
-            if len(found) == len(wanted) or not answer.get("has_more") or not token:
+        found: dict[str, JobStatus | Exception] = {
+            j: JobNotFoundError(f"{j!r} is not a Databricks run id (run ids are integers)")
+            for j in map(str, job_ids) if not j.isdigit()}
+        wanted = {str(j) for j in job_ids} - set(found)
+        if not wanted:
+            return found
+        listing = self.list_pages("runs/list", "runs", {"active_only": True, "limit": LIST_PAGE_SIZE},
+                                        max_pages=len(wanted) // 2 + 1)
+        async for page in listing:
+            for obj in page.items:
+                if (run_id := str(obj.get("run_id"))) in wanted:
+                    try:
+                        found[run_id] = Run.parse(obj).status()
+                    except SparkAsyncError as exc:
+                        found[run_id] = exc
+            if wanted <= found.keys():
                 break
-            params["page_token"] = token
         return found
 
-    async def cancel(self, job_id: str, *, key: str | None = None) -> None:
+    async def cancel(self, job_id: str, *, key: str | None) -> None:
         """``runs/cancel``; cancelling is asynchronous (TERMINATING, then TERMINATED/CANCELED).
         ``key`` is not compared: Databricks never reuses a run id, and a run does not carry our key."""
         if not str(job_id).isdigit():
             return
         try:
-            await self._call("POST", "runs/cancel", json_body={"run_id": int(job_id)}, retry=True)
+            await self.call("POST", "runs/cancel", json_body={"run_id": int(job_id)}, retry=True)
         except JobNotFoundError:
             log.info("Run %s no longer exists; nothing to cancel", job_id)
 
     async def logs(self, job_id: str, *, tail_lines: int) -> str | None:
         """Per task: its state, ``error`` and trimmed ``error_trace``, the notebook's exit value and
         the tail of stdout/stderr that ``runs/get-output`` returns for python, jar and wheel tasks."""
-        run = await self._run(job_id)
+        run = await self.run(job_id)
         tasks = sorted(run.latest_tasks(), key=lambda t: t.state.job_state is not JobState.FAILED)  # failed first
-        parts = []
-        for task, out in await self._outputs(tasks[:LOG_TASKS]):
-            name = f"task {task.task_key} (run {task.run_id})" if task.task_key else f"run {run.run_id}"
-            lines = [f"----- {name}: {task.state.label} -----"]
-            if error := clean_text(out.get("error")):
-                lines.append(f"error: {error}")
-            if trace := clean_text(out.get("error_trace")):
-                lines.append(trim(trace, TRACE_LIMIT))
-            if result := clean_text((out.get("notebook_output") or {}).get("result")):
-                lines.append(f"notebook result: {trim(result, 1000)}")
-            if text := clean_text(out.get("logs")):
-                lines.append("\n".join(text.splitlines()[-tail_lines:]))
-                if out.get("logs_truncated"):
-                    lines.append("(Databricks truncated these logs; the run page has all of them)")
-            parts.append("\n".join(lines))
+        parts = [task_log(run, task, out, tail_lines) for task, out in await self.outputs(tasks[:LOG_TASKS])]
         if len(tasks) > LOG_TASKS:
             parts.append(f"… and {len(tasks) - LOG_TASKS} more tasks: see {run.run_page_url or 'the run page'}")
         return "\n".join(parts) or None
@@ -324,31 +282,25 @@ class DatabricksBackend(Backend[DatabricksRun]):
 
     async def notebook_outputs(self, job_id: str) -> dict[str, str]:
         """``dbutils.notebook.exit`` values of the run's successful notebook tasks, by task key."""
-        run = await self._run(job_id)
+        run = await self.run(job_id)
         done = [t for t in run.latest_tasks() if t.is_notebook and t.state.job_state is JobState.SUCCEEDED]
         results = {}
-        for task, out in await self._outputs(done):
-            notebook = out.get("notebook_output") or {}
-            if "result" in notebook:
-                results[task.task_key] = str(notebook["result"])
-                if notebook.get("truncated"):
+        for task, out in await self.outputs(done):
+            if out.notebook_result is not None:
+                results[task.task_key] = out.notebook_result
+                if out.notebook_truncated:
                     log.warning("The notebook result of task %s was truncated by Databricks (5 MB limit)",
                                 task.task_key)
         return results
 
     async def find_job_id(self, name: str) -> int:
-        """The id of the one job named ``name`` (``jobs/list?name=`` matches exactly, ignoring case)."""
+        """The id of the one job named ``name`` (``jobs/list?name=`` matches exactly, ignoring case);
+        paging stops at a second match — two are already one too many."""
         ids: list[int] = []
-        params: dict[str, Any] = {"name": name, "limit": 100}
-        while True:
-            answer = await self._call("GET", "list", params=params, retry=True) or {}
-            ids += [int(j["job_id"]) for j in answer.get("jobs") or () if j.get("job_id") is not None]
-            token = answer.get("next_page_token")
-            if not answer.get("has_more") or not token:
-                break
-            params["page_token"] = token
+        async for page in self.list_pages("list", "jobs", {"name": name, "limit": 100}, retry=True):
+            ids += [int(j["job_id"]) for j in page.items if j.get("job_id") is not None]
+            if len(ids) > 1:
+                raise ConfigurationError(f"There are more than one job with name {name!r} ({sorted(ids)}); use job_id")
         if not ids:
             raise ConfigurationError(f"Job ID for job name {name!r} can not be found")
-        if len(ids) > 1:
-            raise ConfigurationError(f"There are more than one job with name {name!r} ({sorted(ids)}); use job_id")
         return ids[0]

@@ -15,61 +15,48 @@ because nothing says it succeeded.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from airflow_spark_async.core.backend import JobStatus
 from airflow_spark_async.core.errors import ServerError
 from airflow_spark_async.core.states import JobState
 
-__all__ = ["RESULT_STATES", "Run", "RunState", "TaskRun", "clean_text", "merge_pages", "trim"]
+__all__ = ["Run", "RunState", "TaskOutput", "TaskRun", "clean_text", "merge_pages", "trim"]
 
-#: life cycle states after which a run never changes again
-TERMINAL_LIFE_CYCLES = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})
-_WAITING = frozenset({"PENDING", "QUEUED", "BLOCKED", "WAITING_FOR_RETRY"})
-#: TERMINATING alone is not an end, nor a cancel: a run that finished its work passes through it
-#: too (cleaning up); only with ``user_cancelled_or_timedout`` is it a cancel in progress
-_ACTIVE = frozenset({"RUNNING", "TERMINATING"})
-
-#: result_state of a TERMINATED run → ours
-RESULT_STATES: dict[str, JobState] = {
-    "SUCCESS": JobState.SUCCEEDED,
+_P, _R, _F, _C = JobState.PENDING, JobState.RUNNING, JobState.FAILED, JobState.CANCELLED
+#: life_cycle_state → ours, and why a run is there. TERMINATING alone is not an end, nor a cancel:
+#: a run that finished its work passes through it too; with ``user_cancelled_or_timedout`` it is a
+#: cancel in progress. TERMINATED: the result decides (:data:`RESULTS`).
+LIFE_CYCLES: dict[str, tuple[JobState, str]] = {
+    "PENDING": (_P, ""), "QUEUED": (_P, ""), "BLOCKED": (_P, ""), "WAITING_FOR_RETRY": (_P, ""),
+    "RUNNING": (_R, ""), "TERMINATING": (_R, ""), "TERMINATED": (_F, ""),
+    "SKIPPED": (_F, "the run was skipped (a run of the same job was still active, or the job is paused)"),
+    "INTERNAL_ERROR": (_F, "Databricks reported an internal error (platform, cluster or storage failure)"),
+}
+#: result_state of a TERMINATED run → ours, and what it means
+RESULTS: dict[str, tuple[JobState, str]] = {
+    "SUCCESS": (JobState.SUCCEEDED, ""),
     # Databricks' own word for a run whose leaf tasks succeeded although others failed (run_if
     # conditions let it continue): a success, logged with the failed tasks named.
-    "SUCCESS_WITH_FAILURES": JobState.SUCCEEDED,
-    "FAILED": JobState.FAILED,
-    "TIMEDOUT": JobState.FAILED,
-    "MAXIMUM_CONCURRENT_RUNS_REACHED": JobState.FAILED,
-    "UPSTREAM_FAILED": JobState.FAILED,
-    "EXCLUDED": JobState.FAILED,
-    "DISABLED": JobState.FAILED,
-    "CANCELED": JobState.CANCELLED,
-    "UPSTREAM_CANCELED": JobState.CANCELLED,
+    "SUCCESS_WITH_FAILURES": (JobState.SUCCEEDED, "the run's leaf tasks succeeded although some tasks failed"),
+    "FAILED": (_F, ""),
+    "TIMEDOUT": (_F, "the run reached its timeout_seconds"),
+    "MAXIMUM_CONCURRENT_RUNS_REACHED": (_F, "the job already had max_concurrent_runs active runs, so this run "
+                                            "never started"),
+    "UPSTREAM_FAILED": (_F, "a task it depends on failed"),
+    "EXCLUDED": (_F, "its run_if condition was not met, so it did not run"),
+    "DISABLED": (_F, "the task or job is disabled"),
+    "CANCELED": (_C, "the run was cancelled"),
+    "UPSTREAM_CANCELED": (_C, "a task it depends on was cancelled"),
 }
-EXPLAIN = {
-    "TIMEDOUT": "the run reached its timeout_seconds",
-    "MAXIMUM_CONCURRENT_RUNS_REACHED": "the job already had max_concurrent_runs active runs, so this run never started",
-    "UPSTREAM_FAILED": "a task it depends on failed",
-    "UPSTREAM_CANCELED": "a task it depends on was cancelled",
-    "EXCLUDED": "its run_if condition was not met, so it did not run",
-    "DISABLED": "the task or job is disabled",
-    "CANCELED": "the run was cancelled",
-    "SKIPPED": "the run was skipped (a run of the same job was still active, or the job is paused)",
-    "INTERNAL_ERROR": "Databricks reported an internal error (platform, cluster or storage failure)",
-    "SUCCESS_WITH_FAILURES": "the run's leaf tasks succeeded although some tasks failed",
-}
-#: status.state (v2) → classic life_cycle_state
-_V2_LIFE_CYCLES = {"WAITING": "WAITING_FOR_RETRY"}
-#: status.termination_details.code of a TERMINATED run → classic (life_cycle_state, result_state)
-_V2_TERMINATIONS: dict[str, tuple[str, str | None]] = {
-    "SUCCESS": ("TERMINATED", "SUCCESS"),
-    "SUCCESS_WITH_FAILURES": ("TERMINATED", "SUCCESS_WITH_FAILURES"),
-    "USER_CANCELED": ("TERMINATED", "CANCELED"),
-    "CANCELED": ("TERMINATED", "CANCELED"),
-    "SKIPPED": ("SKIPPED", None),
-    "DISABLED": ("TERMINATED", "DISABLED"),
-    "INTERNAL_ERROR": ("INTERNAL_ERROR", None),
-    "MAX_CONCURRENT_RUNS_EXCEEDED": ("TERMINATED", "MAXIMUM_CONCURRENT_RUNS_REACHED"),
-}
+#: v2 names (status.state, or the termination code of a TERMINATED run) → classic ones; a code that
+#: is neither a classic result nor a life cycle (DRIVER_ERROR …) is a FAILED result
+_V2_NAMES = {"WAITING": "WAITING_FOR_RETRY", "USER_CANCELED": "CANCELED",
+             "MAX_CONCURRENT_RUNS_EXCEEDED": "MAXIMUM_CONCURRENT_RUNS_REACHED"}
+_V2_RESULTS = frozenset({"SUCCESS", "SUCCESS_WITH_FAILURES", "CANCELED", "DISABLED", "MAXIMUM_CONCURRENT_RUNS_REACHED"})
+
+
 def trim(text: str | None, limit: int) -> str:
     """The start and the end of a long text (a JVM trace's cause is at its end)."""
     text = (text or "").strip()
@@ -116,35 +103,28 @@ class RunState:
         message = clean_text(state.get("state_message")) or clean_text(details.get("message"))
         queue_details = _mapping(status.get("queue_details"))
         queue = clean_text(state.get("queue_reason")) or clean_text(queue_details.get("message"))
-        life = clean_text(state.get("life_cycle_state")).upper()
-        cancelled = state.get("user_cancelled_or_timedout") is True
-        if life:
-            return cls(life, clean_text(state.get("result_state")).upper() or None, message, code, queue, cancelled)
-        v2 = clean_text(status.get("state")).upper()
-        if not v2:
-            return cls("UNKNOWN", None, message, code, queue)
+        if life := clean_text(state.get("life_cycle_state")).upper():
+            return cls(life, clean_text(state.get("result_state")).upper() or None, message, code, queue,
+                       state.get("user_cancelled_or_timedout") is True)
+        v2 = clean_text(status.get("state")).upper() or "UNKNOWN"
         if v2 != "TERMINATED":
-            return cls(_V2_LIFE_CYCLES.get(v2, v2), None, message, code, queue)
-        life, result = _V2_TERMINATIONS.get(code or "", ("TERMINATED", "FAILED"))
-        return cls(life, result, message, code, queue)
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.life_cycle in TERMINAL_LIFE_CYCLES
+            return cls(_V2_NAMES.get(v2, v2), None, message, code, queue)
+        name = _V2_NAMES.get(code or "", code or "")
+        if name in LIFE_CYCLES:  # SKIPPED, INTERNAL_ERROR
+            return cls(name, None, message, code, queue)
+        return cls("TERMINATED", name if name in _V2_RESULTS else "FAILED", message, code, queue)
 
     @property
     def job_state(self) -> JobState:
-        if self.life_cycle in _WAITING:
-            return JobState.PENDING
+        if self.life_cycle == "TERMINATED":
+            return RESULTS.get(self.result or "", (_F, ""))[0]
         if self.life_cycle == "TERMINATING" and self.cancelled:
             return JobState.CANCELLING  # being cancelled (or timed out): ending, never reattached to
-        if self.life_cycle in _ACTIVE:
-            return JobState.RUNNING
-        if self.life_cycle == "TERMINATED":
-            return RESULT_STATES.get(self.result or "", JobState.FAILED)
-        if self.is_terminal:  # SKIPPED, INTERNAL_ERROR
-            return JobState.FAILED
-        return JobState.PENDING  # unknown: keep waiting
+        return LIFE_CYCLES.get(self.life_cycle, (_P, ""))[0]  # unknown: keep waiting
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.job_state.is_terminal
 
     @property
     def label(self) -> str:
@@ -153,8 +133,8 @@ class RunState:
 
     def explain(self) -> str:
         """One line: why the run is where it is, from Databricks' words and ours."""
-        parts = [EXPLAIN.get(self.label, "")]
-        if self.life_cycle == "TERMINATED" and self.result and self.result not in RESULT_STATES:
+        parts = [(RESULTS if self.result else LIFE_CYCLES).get(self.label, (_P, ""))[1]]
+        if self.life_cycle == "TERMINATED" and self.result and self.result not in RESULTS:
             parts.append(f"unrecognised result state {self.result}")
         if self.code and self.code not in ("SUCCESS", self.result):
             parts.append(f"[{self.code}]")
@@ -175,18 +155,39 @@ class TaskRun:
 
     @classmethod
     def parse(cls, obj: Mapping[str, Any]) -> TaskRun:
-        return cls(
-            task_key=clean_text(obj.get("task_key")) or "?",
-            run_id=clean_text(obj.get("run_id")),
-            attempt=int(obj.get("attempt_number") or 0),
-            state=RunState.parse(obj),
-            is_notebook="notebook_task" in obj,
-        )
+        return cls(clean_text(obj.get("task_key")) or "?", clean_text(obj.get("run_id")),
+                   int(obj.get("attempt_number") or 0), RunState.parse(obj), "notebook_task" in obj)
 
     @property
     def title(self) -> str:
-        """How logs and failures name it: ``task 'ingest'``, or ``the run``."""
+        """How failures name it: ``task 'ingest'``, or ``the run``."""
         return f"task {self.task_key!r}" if self.task_key else "the run"
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskOutput:
+    """What ``runs/get-output`` says of one task run; empty when it could not be read.
+
+    :param notebook_result: the ``dbutils.notebook.exit`` value, ``None`` if the notebook gave none.
+    """
+
+    error: str = ""
+    trace: str = ""
+    logs: str = ""
+    logs_truncated: bool = False
+    notebook_result: str | None = None
+    notebook_truncated: bool = False
+
+    @classmethod
+    def parse(cls, obj: Any) -> TaskOutput:
+        obj, notebook = _mapping(obj), _mapping(_mapping(obj).get("notebook_output"))
+        return cls(clean_text(obj.get("error")), clean_text(obj.get("error_trace")), clean_text(obj.get("logs")),
+                   bool(obj.get("logs_truncated")), str(notebook["result"]) if "result" in notebook else None,
+                   bool(notebook.get("truncated")))
+
+
+#: characters of error traces kept in a failure's diagnostics (the exception shows the last 4000)
+TRACE_LIMIT = 3600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,12 +203,8 @@ class Run:
     def parse(cls, obj: Any) -> Run:
         if not isinstance(obj, Mapping) or obj.get("run_id") is None:
             raise ServerError(f"expected a run object with a run_id, got {str(obj)[:200]!r}")
-        return cls(
-            run_id=clean_text(obj["run_id"]),
-            state=RunState.parse(obj),
-            run_page_url=clean_text(obj.get("run_page_url")),
-            tasks=tuple(TaskRun.parse(t) for t in obj.get("tasks") or () if isinstance(t, Mapping)),
-        )
+        return cls(clean_text(obj["run_id"]), RunState.parse(obj), clean_text(obj.get("run_page_url")),
+                   tuple(TaskRun.parse(t) for t in obj.get("tasks") or () if isinstance(t, Mapping)))
 
     def latest_tasks(self) -> list[TaskRun]:
         """The newest attempt of each task: a task retried by Databricks appears once per attempt,
@@ -223,15 +220,50 @@ class Run:
         without tasks that did not succeed, the run itself."""
         if not self.tasks:
             return [] if self.state.job_state is JobState.SUCCEEDED else self.latest_tasks()
-        return [
-            t for t in self.latest_tasks()
-            if t.state.is_terminal and t.state.job_state is JobState.FAILED
-            and t.state.result not in ("UPSTREAM_FAILED", "EXCLUDED")
-        ]
+        return [t for t in self.latest_tasks() if t.state.is_terminal and t.state.job_state is JobState.FAILED
+                and t.state.result not in ("UPSTREAM_FAILED", "EXCLUDED")]
 
     def task_summary(self) -> str:
         """``ingest=SUCCESS, transform=FAILED, report=UPSTREAM_FAILED`` — per-task states, in order."""
         return ", ".join(f"{t.task_key}={t.state.label}" for t in self.latest_tasks())
+
+    def status(self) -> JobStatus:
+        """What the run object itself says (no further requests)."""
+        state, many = self.state, len(self.tasks) > 1
+        message = f"queued: {state.queue_reason}" if not state.is_terminal and state.queue_reason else None
+        return JobStatus(self.run_id, state.job_state, state.label, message=message or state.explain() or None,
+                         diagnostics=f"tasks: {self.task_summary()}" if many else None,
+                         links={"run_page_url": self.run_page_url} if self.run_page_url else {})
+
+    def explained(self, failed: Sequence[tuple[TaskRun, TaskOutput]]) -> JobStatus:
+        """The status with every failed task named with its own error, and its trace kept.
+
+        The message carries the names, errors and per-task states (it heads the task's exception);
+        the traces go to ``diagnostics``, trimmed so that all of them fit in what the exception shows.
+        """
+        status = self.status()
+        lines = [status.message or self.state.label]
+        lines += [f"{task.title} failed: {out.error or (task.task_key and task.state.explain()) or 'no error reported'}"
+                  for task, out in failed]
+        traces = [(task, out.trace) for task, out in failed if out.trace]
+        limit = max(800, TRACE_LIMIT // max(1, len(traces)))
+        return dataclasses.replace(
+            status, message="; ".join(lines) + (f" (tasks: {self.task_summary()})" if len(self.tasks) > 1 else ""),
+            diagnostics="\n".join(f"--- {task.title} (run {task.run_id}) error trace ---\n{trim(trace, limit)}"
+                                  for task, trace in traces) or None)
+
+
+def task_log(run: Run, task: TaskRun, out: TaskOutput, tail_lines: int) -> str:
+    """One task's part of the task log: its state, error, trace, notebook result and log tail."""
+    name = f"task {task.task_key} (run {task.run_id})" if task.task_key else f"run {run.run_id}"
+    lines = [f"----- {name}: {task.state.label} -----", *([f"error: {out.error}"] if out.error else []),
+             *([trim(out.trace, TRACE_LIMIT)] if out.trace else []),
+             *([f"notebook result: {trim(out.notebook_result, 1000)}"] if clean_text(out.notebook_result) else [])]
+    if out.logs:
+        lines.append("\n".join(out.logs.splitlines()[-tail_lines:]))
+        if out.logs_truncated:
+            lines.append("(Databricks truncated these logs; the run page has all of them)")
+    return "\n".join(lines)
 
 
 def merge_pages(first: Mapping[str, Any], pages: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

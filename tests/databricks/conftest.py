@@ -107,6 +107,6 @@ def cancel(trigger: Any) -> None:
     """Cancel a trigger's run through its own backend (tests leave no long run behind)."""
 
     async def go() -> None:
-        await (await trigger.backend()).cancel(trigger.job_id)
+        await (await trigger.backend()).cancel(trigger.job_id, key=None)
 
     run(go)

@@ -42,7 +42,7 @@ def test_every_auth_method_submits_and_polls_through_the_sdk(server: DatabricksS
 
     async def go() -> Any:
         backend = await backend_for(conn_id)
-        status = await backend.submit(submit_request(python_task("t")), key=f"asa-{method}")
+        status = await backend.submit(submit_request(python_task("t")), key=f"asa-{method}", attempt=1)
         return await wait_terminal(backend, status.job_id)
 
     assert run(go).state is JobState.SUCCEEDED
@@ -59,7 +59,7 @@ def test_a_revoked_oauth_token_is_refreshed_once_and_the_poll_succeeds(server: D
 
     async def go() -> tuple[Any, int]:
         backend = await backend_for(conn_id)
-        status = await backend.submit(submit_request(python_task("t", seconds=0.2)), key="asa-revoke")
+        status = await backend.submit(submit_request(python_task("t", seconds=0.2)), key="asa-revoke", attempt=1)
         before = len(server.token_requests)
         server.revoke_tokens()
         # many concurrent polls all get a 401, but the credentials are rebuilt once
@@ -123,7 +123,7 @@ def test_a_lost_submit_answer_is_resent_with_the_same_token_and_makes_one_run(se
 
     async def go() -> Any:
         backend = await backend_for(pat_conn, retry_delay=0.05)
-        return await backend.submit(submit_request(python_task("t"), token="asa-lost-answer"), key="ignored")
+        return await backend.submit(submit_request(python_task("t"), token="asa-lost-answer"), key="ignored", attempt=1)
 
     status = run(go)
     assert server.count("POST", "/runs/submit") == 2
@@ -141,7 +141,7 @@ def test_temporarily_unavailable_and_429_are_retried_honouring_retry_after(serve
     async def go() -> tuple[Any, float]:
         backend = await backend_for(pat_conn, retry_delay=0.05)
         started = time.monotonic()
-        status = await backend.submit(submit_request(python_task("t"), token="asa-retry"), key="k")
+        status = await backend.submit(submit_request(python_task("t"), token="asa-retry"), key="k", attempt=1)
         return status, time.monotonic() - started
 
     status, elapsed = run(go)
@@ -183,7 +183,7 @@ def test_coalesced_polling_lists_active_runs_and_gets_only_those_that_left(serve
         ids = []
         for i in range(6):
             seconds = 0.5 if i < 2 else 30
-            status = await backend.submit(submit_request(python_task("t", seconds=seconds)), key=f"asa-c{i}")
+            status = await backend.submit(submit_request(python_task("t", seconds=seconds)), key=f"asa-c{i}", attempt=1)
             ids.append(status.job_id)
         watcher = Watcher(backend)
         server.clear()
@@ -197,7 +197,7 @@ def test_coalesced_polling_lists_active_runs_and_gets_only_those_that_left(serve
         server.clear()
         second = dict(zip(ids, await asyncio.gather(*(watcher.status(j) for j in ids)), strict=True))
         for j in ids:
-            await backend.cancel(j)
+            await backend.cancel(j, key=None)
         return first, second, listed_then
 
     first, second, (lists, gets) = run(go)
@@ -213,7 +213,7 @@ def test_listing_pages_until_every_watched_run_is_found_but_not_forever(server: 
                                                                       pat_conn: str) -> None:
     async def go() -> tuple[dict[str, Any], dict[str, Any]]:
         backend = await backend_for(pat_conn)
-        ids = [(await backend.submit(submit_request(python_task("t", seconds=60)), key=f"asa-p{i}")).job_id
+        ids = [(await backend.submit(submit_request(python_task("t", seconds=60)), key=f"asa-p{i}", attempt=1)).job_id
                for i in range(60)]
         server.clear()
         oldest_four = await backend.status_many(ids[:4])  # on the third page: 4 // 2 + 1 = 3 pages allowed
@@ -221,7 +221,7 @@ def test_listing_pages_until_every_watched_run_is_found_but_not_forever(server: 
         server.clear()
         oldest_two = await backend.status_many(ids[:2])  # only 2 pages allowed: not found, asked one by one
         for j in ids:
-            await backend.cancel(j)
+            await backend.cancel(j, key=None)
         return {"found": oldest_four, "pages": pages_for_four}, {"found": oldest_two}
 
     four, two = run(go)
@@ -236,7 +236,7 @@ def test_a_run_with_many_tasks_is_read_across_runs_get_pages() -> None:
         async def go() -> Any:
             backend = await backend_for(conn_id)
             tasks = [python_task(f"t{i}", seconds=0.1) for i in range(5)]
-            status = await backend.submit(submit_request(*tasks), key="asa-paged")
+            status = await backend.submit(submit_request(*tasks), key="asa-paged", attempt=1)
             return await wait_terminal(backend, status.job_id)
 
         status = run(go)
@@ -256,7 +256,8 @@ def test_a_multi_task_failure_names_each_failed_task_with_its_error(server: Data
 
     async def go() -> tuple[Any, str | None]:
         backend = await backend_for(pat_conn)
-        status = await wait_terminal(backend, (await backend.submit(submit_request(*tasks), key="asa-mt")).job_id)
+        submitted = await backend.submit(submit_request(*tasks), key="asa-mt", attempt=1)
+        status = await wait_terminal(backend, submitted.job_id)
         return status, await backend.logs(status.job_id, tail_lines=20)
 
     status, logs = run(go)
@@ -279,7 +280,8 @@ def test_success_with_failures_is_a_success_that_still_names_the_failed_task(ser
 
     async def go() -> Any:
         backend = await backend_for(pat_conn)
-        return await wait_terminal(backend, (await backend.submit(submit_request(*tasks), key="asa-swf")).job_id)
+        submitted = await backend.submit(submit_request(*tasks), key="asa-swf", attempt=1)
+        return await wait_terminal(backend, submitted.job_id)
 
     status = run(go)
     assert status.state is JobState.SUCCEEDED and status.backend_state == "SUCCESS_WITH_FAILURES"
@@ -298,7 +300,8 @@ def test_a_scripted_life_cycle_is_followed_through_every_state(server: Databrick
 
     async def go() -> list[Any]:
         backend = await backend_for(pat_conn)
-        seen = [await backend.submit(submit_request(python_task("t"), name="scripted"), key=f"asa-s-{fields}")]
+        seen = [await backend.submit(submit_request(python_task("t"), name="scripted"), key=f"asa-s-{fields}",
+                                     attempt=1)]
         while not seen[-1].is_terminal:
             await asyncio.sleep(0.1)
             seen.append(await backend.status(seen[-1].job_id))
@@ -319,13 +322,13 @@ def test_cancel_goes_through_terminating_and_a_finished_or_unknown_run_is_no_err
                                                                                   pat_conn: str) -> None:
     async def go() -> list[str]:
         backend = await backend_for(pat_conn)
-        status = await backend.submit(submit_request(python_task("t", seconds=60)), key="asa-cancel")
-        await backend.cancel(status.job_id)
+        status = await backend.submit(submit_request(python_task("t", seconds=60)), key="asa-cancel", attempt=1)
+        await backend.cancel(status.job_id, key=None)
         seen = [(await backend.status(status.job_id)).backend_state]
         final = await wait_terminal(backend, status.job_id)
         seen.append(final.backend_state)
-        await backend.cancel(status.job_id)  # already finished
-        await backend.cancel("777777")  # unknown
+        await backend.cancel(status.job_id, key=None)  # already finished
+        await backend.cancel("777777", key=None)  # unknown
         return seen
 
     assert run(go) == ["TERMINATING", "CANCELED"]
@@ -339,7 +342,7 @@ def test_run_now_by_name_resolves_the_one_job_and_refuses_ambiguity(server: Data
     async def go(name: str) -> Any:
         backend = await backend_for(pat_conn)
         body = {"job_name": name, "python_params": ["0.1", "0"]}
-        return await backend.submit(DatabricksRun(endpoint=RUN_NOW, body=body), key=f"asa-{name}")
+        return await backend.submit(DatabricksRun(endpoint=RUN_NOW, body=body), key=f"asa-{name}", attempt=1)
 
     status = run(lambda: go("nightly etl"))
     assert server.runs[int(status.job_id)].job_id == job_id
@@ -356,12 +359,12 @@ def test_cancel_previous_runs_cancels_the_jobs_active_runs_first(server: Databri
     async def go() -> tuple[str, str]:
         backend = await backend_for(pat_conn)
         request = DatabricksRun(endpoint=RUN_NOW, body={"job_id": job_id, "python_params": ["60", "0"]})
-        old = await backend.submit(request, key="asa-old")
+        old = await backend.submit(request, key="asa-old", attempt=1)
         new = await backend.submit(DatabricksRun(endpoint=RUN_NOW, body=request.body, cancel_previous_runs=True),
-                                   key="asa-new")
+                                   key="asa-new", attempt=1)
         await asyncio.sleep(1.0)
         states = (await backend.status(old.job_id)).backend_state, (await backend.status(new.job_id)).backend_state
-        await backend.cancel(new.job_id)
+        await backend.cancel(new.job_id, key=None)
         return states
 
     assert run(go) == ("CANCELED", "RUNNING")
@@ -372,16 +375,17 @@ def test_the_earlier_tokens_run_is_reattached_when_still_running_else_a_new_run_
 ) -> None:
     async def go() -> tuple[str, str, str, str]:
         backend = await backend_for(pat_conn)
-        running = await backend.submit(submit_request(python_task("t", seconds=60), token="asa-e.1"), key="k")
+        running = await backend.submit(submit_request(python_task("t", seconds=60), token="asa-e.1"), key="k",
+                                       attempt=1)
         again = await backend.submit(
             DatabricksRun(body={**submit_request(python_task("t", seconds=60)).body, "idempotency_token": "asa-e.2"},
-                          earlier_token="asa-e.1"), key="k")
-        done = await backend.submit(submit_request(python_task("t", seconds=0.1), token="asa-f.1"), key="k")
+                          earlier_token="asa-e.1"), key="k", attempt=2)
+        done = await backend.submit(submit_request(python_task("t", seconds=0.1), token="asa-f.1"), key="k", attempt=1)
         await wait_terminal(backend, done.job_id)
         fresh = await backend.submit(
             DatabricksRun(body={**submit_request(python_task("t", seconds=0.1)).body, "idempotency_token": "asa-f.2"},
-                          earlier_token="asa-f.1"), key="k")
-        await backend.cancel(running.job_id)
+                          earlier_token="asa-f.1"), key="k", attempt=2)
+        await backend.cancel(running.job_id, key=None)
         return running.job_id, again.job_id, done.job_id, fresh.job_id
 
     running, again, done, fresh = run(go)
@@ -425,3 +429,35 @@ def test_a_service_principal_oauth_flag_that_is_neither_true_nor_false_is_refuse
     with pytest.raises(ConfigurationError, match="service_principal_oauth must be true or false"):
         run(lambda: _status(conn_id, "1"))
     assert server.count("GET", "/runs/get") == 0
+
+
+def test_a_throttled_submit_closes_the_workspaces_gate_for_every_later_call(server: DatabricksServer,
+                                                                           pat_conn: str) -> None:
+    """The 429 of one submit slows every submit and cancel of that workspace and identity."""
+    server.fail(ServerFault(429, "REQUEST_LIMIT_EXCEEDED", "Too many requests", path="/runs/submit", retry_after=1))
+
+    async def go() -> tuple[int, str]:
+        from airflow_spark_async.core.runtime import Runtime
+
+        backend = await backend_for(pat_conn, retry_delay=0.05)
+        status = await backend.submit(submit_request(python_task("t")), key="asa-gate", attempt=1)
+        await backend.cancel(status.job_id, key=None)
+        return Runtime.current().gate(backend.identity()).throttles, status.job_id
+
+    throttles, job_id = run(go)
+    assert throttles == 1 and job_id
+
+
+def test_listing_answers_an_id_that_is_no_run_id_with_its_own_error(server: DatabricksServer, pat_conn: str) -> None:
+    async def go() -> Any:
+        backend = await backend_for(pat_conn)
+        status = await backend.submit(submit_request(python_task("t", seconds=60)), key="asa-mixed", attempt=1)
+        server.clear()
+        listed = await backend.status_many([status.job_id, "not-a-run"])
+        await backend.cancel(status.job_id, key=None)
+        return status.job_id, listed
+
+    job_id, listed = run(go)
+    assert listed[job_id].state in (JobState.PENDING, JobState.RUNNING)
+    assert isinstance(listed["not-a-run"], JobNotFoundError)
+    assert server.count("GET", "/runs/list") == 1

@@ -76,8 +76,9 @@ def test_a_run_being_cancelled_is_cancelling_but_terminating_after_its_work_is_n
         server: DatabricksServer, pat_conn: str) -> None:
     async def go() -> list[JobState]:
         backend = await backend_for(pat_conn)
-        status = await backend.submit(submit_request(python_task("t", seconds=30), name="cancelled"), key="asa-c")
-        await backend.cancel(status.job_id)
+        status = await backend.submit(submit_request(python_task("t", seconds=30), name="cancelled"), key="asa-c",
+                                      attempt=1)
+        await backend.cancel(status.job_id, key=None)
         seen: list[JobState] = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
