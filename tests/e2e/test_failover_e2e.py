@@ -1,179 +1,75 @@
 """Exactly-once under a triggerer failover and under a clear, in a real Airflow 3 (issue 9).
 
-Both scenarios run deferrable :class:`LivyBatchOperator` tasks against the Livy test server in
-*scripted* mode (batches "run" without Spark, so 200 of them cost nothing but HTTP):
+Both scenarios run deferrable :class:`LivyBatchOperator` tasks (tests/e2e/dags/e2e_livy.py)
+against the shared Livy test server, whose batches of these DAGs are *scripted* (they "run"
+without Spark, so a hundred of them cost nothing but HTTP):
 
-* **failover without cancels** — 200 mapped tasks are deferred, every trigger running in
+* **failover without cancels** — ``MAPPED`` mapped tasks are deferred, every trigger running in
   triggerer A. A is frozen (SIGSTOP) until its heartbeat is older than
   ``[triggerer] triggerer_health_check_threshold`` — the liveness rule of
   ``Trigger.assign_unassigned`` in Airflow 3.3 — so triggerer B takes every trigger over; then A
-  resumes (SIGCONT), finds its triggers gone and Airflow calls ``on_kill`` on each of the 200
+  resumes (SIGCONT), finds its triggers gone and Airflow calls ``on_kill`` on each of them
   (Airflow 3.3 cancels a moved trigger through the same "user action" path as a mark-failed).
-  Required: not one batch is deleted, exactly 200 batches were ever created (none resubmitted),
-  and all 200 tasks succeed in their first try (invariants I1-I3 of docs/concepts.md).
+  Required: not one batch is deleted, exactly ``MAPPED`` batches were ever created (none
+  resubmitted), and every task succeeds in its first try (invariants I1-I3 of docs/concepts.md).
 * **clear of a deferred task** — clearing a task whose batch is still running restarts it, as a
   clear does for every other Airflow task: the old batch is deleted, exactly one new batch is
   created for the new try — never while the old one still runs (I1) — and the task succeeds on
   the new batch, not on the old one (I2).
 
-The 200 batches are held "running" by a gate the test opens once the failover is over, so the
-test waits for events, never for a guessed batch length. Every wait is a poll with a generous
-deadline: under load on a 2-core machine the 400 task runs (submit + resume) dominate the time.
+The failover's batches are held "running" by a gate the test opens once the failover is over, so
+the test waits for events, never for a guessed batch length. Every wait is a poll with a generous
+deadline: under load on a 2-core machine the task runs (submit + resume) dominate the time.
 Deferrals last >= 20 s: Airflow 3.3.2 fails deferrals that end within ~5 s (apache/airflow#66374).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
 import signal
-import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.e2e.airflow_stack import AirflowStack
+from tests.e2e.backends import HEALTH_CHECK_THRESHOLD, HELD, GatedLivyServer, db_rows, set_parallelism
+from tests.e2e.dags.e2e_livy import CLEAR_DAG, FAILOVER_DAG, MAPPED, TASK_ID
 from tests.servers.livy_server import LivyServer, Step
 
-try:
-    from tests.e2e.airflow_stack import AirflowStack
-except ImportError:  # tests/e2e imported as a rootdir-less folder
-    from airflow_stack import AirflowStack  # type: ignore[no-redef]
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
-pytestmark = pytest.mark.e2e
-
-FAILOVER_DAG = "e2e_livy_failover"
-CLEAR_DAG = "e2e_livy_clear"
-TASK_ID = "batch"
-MAPPED = 200
-#: ``[triggerer] triggerer_health_check_threshold``: a triggerer whose Job heartbeat is older than
-#: this is dead to ``Trigger.assign_unassigned``, which hands its triggers to a live triggerer.
-#: Well above the 1 s heartbeat, so that a merely busy triggerer on a loaded machine keeps its triggers.
-HEALTH_CHECK_THRESHOLD = 15
-#: ``[triggerer] job_heartbeat_sec``
-TRIGGERER_HEARTBEAT = 1
-POLL_INTERVAL = 5
-
-#: The step of a scripted batch that holds it ``running`` until :meth:`GatedLivyServer.release`.
-HELD = Step("running", 0.0, ("held by the test until released",))
-
-DAGS = {
-    FAILOVER_DAG: f'''
-from datetime import datetime
-from airflow.sdk import DAG
-from airflow_spark_async.livy import LivyBatchOperator
-
-with DAG("{FAILOVER_DAG}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
-         max_active_tasks=256):
-    LivyBatchOperator.partial(
-        task_id="{TASK_ID}", file="local:///apps/failover.py", poll_interval={POLL_INTERVAL},
-        deferrable=True, retries=0,
-    ).expand(args=[[str(i)] for i in range({MAPPED})])
-''',
-    CLEAR_DAG: f'''
-from datetime import datetime
-from airflow.sdk import DAG
-from airflow_spark_async.livy import LivyBatchOperator
-
-with DAG("{CLEAR_DAG}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
-    LivyBatchOperator(task_id="{TASK_ID}", file="local:///apps/clear.py", poll_interval={POLL_INTERVAL},
-                      deferrable=True, retries=0)
-''',
-}
+#: what the core's on_kill logs when it leaves a moved trigger's job running, and when it cancels
+LEFT_RUNNING = "leaving it running"
+CANCELLING = re.compile(r"cancelling job", re.IGNORECASE)
+#: LocalExecutor slots while the failover's task runs queue: room for several submits at once.
+FAILOVER_SLOTS = 6
 
 
-class GatedLivyServer(LivyServer):
-    """The scripted Livy test server, plus a gate: a batch whose script contains :data:`HELD`
-    stays ``running`` at that step until the test calls :meth:`release`, then runs the rest.
-
-    Why: the failover test must keep 200 batches running for as long as the failover takes — which
-    depends on the machine's load — and then let them finish at once, without guessing a length.
-    (A public ``hold``/``release`` in ``tests/servers/livy_server.py`` would make this subclass
-    unnecessary.)
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._gate = asyncio.Event()
-
-    def release(self) -> None:
-        """Let every held batch (and every batch held later) go on with its script."""
-        self._call(self._open_gate())
-
-    async def _open_gate(self) -> None:
-        self._gate.set()
-
-    async def _run_script(self, batch: Any, steps: Iterable[Step]) -> None:
-        steps = tuple(steps)
-        if HELD not in steps:
-            await super()._run_script(batch, steps)
-            return
-        cut = steps.index(HELD) + 1
-        # Up to HELD, then the base class holds the last step for ever; a DELETE cancels this task.
-        holding = asyncio.ensure_future(super()._run_script(batch, steps[:cut]))
-        try:
-            await self._gate.wait()
-        finally:
-            holding.cancel()
-        await super()._run_script(batch, steps[cut:])
-
-
-# -- fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def livy() -> Iterator[GatedLivyServer]:
-    with GatedLivyServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, livy: GatedLivyServer) -> Iterator[AirflowStack]:
-    root = tmp_path_factory.mktemp("e2e-failover")
-    dags = root / "dags"
-    dags.mkdir()
-    for dag_id, source in DAGS.items():
-        (dags / f"{dag_id}.py").write_text(source)
-    env = {
-        "AIRFLOW_CONN_LIVY_DEFAULT": json.dumps({"conn_type": "livy", "host": "127.0.0.1", "port": livy.port}),
-        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": str(TRIGGERER_HEARTBEAT),
-        "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(HEALTH_CHECK_THRESHOLD),
-        # Room for 200 task runs to queue at once (each one submits, or resumes, and leaves).
-        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "256",
-    }
-    airflow = AirflowStack(dags, parallelism=6, base_tmp_dir=root / "airflow", extra_env=env, dags_paused=False,
-                           startup_timeout=240)
-    with airflow:
-        for dag_id in DAGS:
-            airflow.wait_for_dag(dag_id, timeout=180)
-        yield airflow
-    assert airflow.all_pids() == [], "processes left behind"
+@pytest.fixture(scope="module", autouse=True)
+def _dags_parsed(stack: AirflowStack) -> None:
+    for dag_id in (FAILOVER_DAG, CLEAR_DAG):
+        stack.wait_for_dag(dag_id, timeout=180)
 
 
 # -- what the DB and the Livy server say ---------------------------------------------------------
 
 
-def _db_rows(stack: AirflowStack, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Rows of a read-only query on the stack's SQLite DB (WAL: readers never block Airflow)."""
-    with contextlib.closing(sqlite3.connect(f"file:{stack.db_path}?mode=ro", uri=True, timeout=30)) as db:
-        return list(db.execute(sql, params).fetchall())
-
-
 def ti_states(stack: AirflowStack, dag_id: str, run_id: str) -> Counter[str]:
     """How many task instances of the run are in each state (``none`` for not yet scheduled)."""
-    rows = _db_rows(stack, "SELECT state, count(*) FROM task_instance WHERE dag_id = ? AND run_id = ? "
+    rows = db_rows(stack, "SELECT state, count(*) FROM task_instance WHERE dag_id = ? AND run_id = ? "
                            "GROUP BY state", dag_id, run_id)
     return Counter({str(state or "none"): int(n) for state, n in rows})
 
 
 def triggers_by_triggerer(stack: AirflowStack, dag_id: str, run_id: str) -> Counter[int | None]:
     """How many triggers of the run's deferred task instances each triggerer job holds."""
-    rows = _db_rows(
+    rows = db_rows(
         stack,
         "SELECT t.triggerer_id, count(*) FROM trigger t JOIN task_instance ti ON ti.trigger_id = t.id "
         "WHERE ti.dag_id = ? AND ti.run_id = ? GROUP BY t.triggerer_id",
@@ -183,8 +79,10 @@ def triggers_by_triggerer(stack: AirflowStack, dag_id: str, run_id: str) -> Coun
 
 
 def live_triggerer_jobs(stack: AirflowStack) -> list[int]:
-    rows = _db_rows(stack, "SELECT id FROM job WHERE job_type = 'TriggererJob' AND state = 'running' "
-                           "AND end_date IS NULL ORDER BY id")
+    """Triggerer jobs that heartbeat (a SIGKILLed triggerer of an earlier scenario stays 'running')."""
+    rows = db_rows(stack, "SELECT id FROM job WHERE job_type = 'TriggererJob' AND state = 'running' "
+                          "AND end_date IS NULL AND latest_heartbeat > datetime('now', ?) ORDER BY id",
+                   f"-{HEALTH_CHECK_THRESHOLD} seconds")
     return [int(row[0]) for row in rows]
 
 
@@ -231,10 +129,11 @@ def _progress(stack: AirflowStack, livy: LivyServer, run_id: str) -> str:
 # -- 1. failover without cancels ----------------------------------------------------------------
 
 
-def test_a_triggerer_frozen_past_its_heartbeat_hands_200_triggers_over_without_cancelling_a_batch(
+def test_a_triggerer_frozen_past_its_heartbeat_hands_its_triggers_over_without_cancelling_a_batch(
     stack: AirflowStack, livy: GatedLivyServer
 ) -> None:
     run_id = "failover-1"
+    set_parallelism(stack, FAILOVER_SLOTS)
     livy.script(Step("starting", 1.0), HELD, Step("success", 0.0, ("done",)), file=r"failover\.py$")
     requests_before = len(livy.requests)
     t0 = time.monotonic()
@@ -248,7 +147,7 @@ def test_a_triggerer_frozen_past_its_heartbeat_hands_200_triggers_over_without_c
                                      description="triggerer A's job")
     stack.trigger_dag(FAILOVER_DAG, run_id=run_id)
 
-    # 1. All 200 deferred, every trigger assigned to A and running there (its first poll is logged).
+    # 1. All deferred, every trigger assigned to A and running there (its first poll is logged).
     stack.wait_until(
         lambda: ti_states(stack, FAILOVER_DAG, run_id)["deferred"] == MAPPED,
         timeout=600, interval=2, description=f"{MAPPED} deferred tasks ({_progress(stack, livy, run_id)})",
@@ -292,12 +191,17 @@ def test_a_triggerer_frozen_past_its_heartbeat_hands_200_triggers_over_without_c
         )
         mark("on_kill ran in A for every trigger")
         # A cancel decided by on_kill lands within Airflow's on_kill time limit of its invocation:
-        # keep the batches running that long, so a wrong cancel would kill a running batch.
+        # keep the batches running until every on_kill has logged a decision to leave its batch
+        # alone — or, should one decide otherwise (or its words change), for that whole window — so
+        # a wrong cancel would kill a running batch.
         settle_until = time.monotonic() + float(stack.env["AIRFLOW__TRIGGERER__ON_KILL_TIMEOUT"]) + 5
         while time.monotonic() < settle_until and not deletes(livy, requests_before):
+            logs = trigger_logs(stack, FAILOVER_DAG)
+            if len(logs_containing(logs, LEFT_RUNNING)) >= MAPPED and not logs_containing(logs, CANCELLING):
+                break
             time.sleep(1)
         deleted_during_failover = deletes(livy, requests_before)
-        mark("after the on_kill window")
+        mark("after every on_kill decided")
 
         # 4. The batches finish; B resumes every task.
         livy.release()
@@ -311,7 +215,7 @@ def test_a_triggerer_frozen_past_its_heartbeat_hands_200_triggers_over_without_c
     batches = batches_of(livy, FAILOVER_DAG)
     cancelled = deletes(livy, requests_before)
     tis = ti_states(stack, FAILOVER_DAG, run_id)
-    tries = _db_rows(stack, "SELECT try_number, count(*) FROM task_instance WHERE dag_id = ? AND run_id = ? "
+    tries = db_rows(stack, "SELECT try_number, count(*) FROM task_instance WHERE dag_id = ? AND run_id = ? "
                             "GROUP BY try_number", FAILOVER_DAG, run_id)
     print(f"\nfailover: {marks}; batches {Counter(b['state'] for b in batches)}; DELETEs {len(cancelled)}; "
           f"tries {tries}")
@@ -366,10 +270,13 @@ def test_clearing_a_deferred_task_cancels_its_batch_and_runs_exactly_one_new_one
     run_id = "clear-1"
     requests_before = len(livy.requests)
     posts_before = len(posts_of(livy, CLEAR_DAG))
-    # The next two batches, in submission order: the first runs until it is deleted; the second —
-    # the new try's — succeeds after 20 s. (Nothing else submits while this test runs.)
-    livy.script(Step("starting", 1.0), Step("running", 0.0, ("the first try's batch",)))
-    livy.script(Step("starting", 1.0), Step("running", 20.0, ("the new try's batch",)), Step("success"))
+    # The next two batches of the DAG, in submission order: the first runs until it is deleted; the
+    # second — the new try's — succeeds after 20 s.
+    livy.script_in_order(
+        r"/clear\.py$",
+        (Step("starting", 1.0), Step("running", 0.0, ("the first try's batch",))),
+        (Step("starting", 1.0), Step("running", 20.0, ("the new try's batch",)), Step("success")),
+    )
     stack.trigger_dag(CLEAR_DAG, run_id=run_id)
     stack.wait_for_task_state(CLEAR_DAG, run_id, TASK_ID, "deferred", timeout=180, fail_on=("failed",))
     [old] = stack.wait_until(lambda: [b for b in batches_of(livy, CLEAR_DAG) if b["state"] == "running"],
