@@ -28,7 +28,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -41,11 +40,11 @@ from airflow_spark_async.core.errors import (
     ServerError,
     SparkAsyncError,
 )
-from airflow_spark_async.core.http import MAX_RETRY_AFTER, request_json
+from airflow_spark_async.core.http import MAX_RETRY_AFTER
 from airflow_spark_async.core.options import BackendOptions, option
 from airflow_spark_async.core.paging import Page, fetch_each, pages
-from airflow_spark_async.core.retry import Backoff, retry_call
-from airflow_spark_async.core.runtime import Runtime
+from airflow_spark_async.core.rest import RestApi
+from airflow_spark_async.core.retry import Backoff
 from airflow_spark_async.core.states import JobState
 from airflow_spark_async.databricks.auth import DatabricksSettings, SdkAuth
 from airflow_spark_async.databricks.compat.connection import settings_from_connection
@@ -92,15 +91,14 @@ class DatabricksBackend(Backend[DatabricksRun]):
     idempotent_submit: ClassVar[bool] = False
 
     def __init__(self, settings: DatabricksSettings, options: Mapping[str, Any] | None = None) -> None:
-        opts = DatabricksOptions.from_options(options)
-        self.settings = settings
-        self.auth = SdkAuth.of(settings)
-        self.retry_limit = opts.retry_limit
-        self.backoff = Backoff(base=opts.retry_delay, cap=MAX_RETRY_AFTER, jitter=False)
-        self.api = f"{settings.host}/api/{opts.api_version}/jobs"
         from airflow_spark_async import __version__
 
-        self.headers = {"User-Agent": f"airflow-spark-async/{__version__}"}
+        opts = DatabricksOptions.from_options(options)
+        self.settings = settings
+        self.backoff = Backoff(base=opts.retry_delay, cap=MAX_RETRY_AFTER, jitter=False)
+        self.api = RestApi(f"{settings.host}/api/{opts.api_version}/jobs", identity=self.watch_key,
+                           credentials=SdkAuth.of(settings), attempts=opts.retry_limit + 1, policy=self.backoff,
+                           headers={"User-Agent": f"airflow-spark-async/{__version__}"}, what="Databricks")
 
     @classmethod
     async def from_connection(cls, conn: Connection, options: Mapping[str, Any]) -> DatabricksBackend:
@@ -112,13 +110,9 @@ class DatabricksBackend(Backend[DatabricksRun]):
 
     @property
     def watch_key(self) -> str:
-        """One workspace *and one identity*: a watcher polls with its backend's credentials, and
-        another principal may not see (or may not be allowed to read) the same runs."""
-        return self.identity()
-
-    def identity(self) -> str:
-        """The workspace and a salted sha256 digest of the auth method and credentials — never a
-        secret (see :attr:`DatabricksSettings.identity`)."""
+        """The workspace and a salted digest of the credentials (:attr:`DatabricksSettings.identity`),
+        never a secret — also the :meth:`identity`: a watcher polls with its backend's credentials,
+        and another principal may not see (or may not be allowed to read) the same runs."""
         return f"{self.settings.host}|{self.settings.identity}"
 
     def retry_delay_for(self, attempt: int, retry_after: float | None = None) -> float:
@@ -128,23 +122,10 @@ class DatabricksBackend(Backend[DatabricksRun]):
 
     # -- transport -------------------------------------------------------------------------
 
-    async def call(self, method: str, path: str, *, retry: bool = False, **kwargs: Any) -> Any:
-        """One API call (``params``, ``json_body``); with ``retry``, transient failures are retried
-        ``retry_limit`` times behind the workspace's throttle gate.
-
-        Polls never retry here: the trigger's loop owns their back-off and error budget, and a
-        429 must reach the watcher so every trigger sharing it slows down together.
-        """
-        send = functools.partial(self.send, method, path, **kwargs)
-        if not retry:
-            return await send()
-        return await retry_call(send, attempts=self.retry_limit + 1, what=f"Databricks {method} {path}",
-                                policy=self.backoff, gate=Runtime.current().gate(self.identity()))
-
-    async def send(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One API call (``retry=True`` for submits, cancels and output reads: see :class:`RestApi`)."""
         try:
-            return await request_json(Runtime.current().session(self.settings.host), method, f"{self.api}/{path}",
-                                      headers=self.headers, credentials=self.auth, **kwargs)
+            return await self.api.call(method, path, **kwargs)
         except RequestRejected as exc:
             # The API answers 400 INVALID_PARAMETER_VALUE "Run <id> does not exist" for an unknown
             # run (databricks-sdk remaps it the same way).
