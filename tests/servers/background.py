@@ -3,7 +3,8 @@
 The fault proxy, the Livy and Databricks test servers, the fake Spark master and the benchmark's
 servers are used from synchronous tests *and* from code under test running its own event loops,
 so each serves from a thread of its own. :class:`ThreadedServer` owns what they share — a free
-port, the origin, ``start``/``stop`` and ``with`` — and two kinds fill in how to serve:
+port, the origin, ``start``/``stop`` and ``with``, the record of requests tests count — and two
+kinds fill in how to serve:
 
 * :class:`BackgroundServer`, an aiohttp application on a private event loop (our test servers);
 * :class:`WsgiServer`, a WSGI application on werkzeug's threaded server (moto's, for the benchmark).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import re
 import socket
 import ssl
 import threading
@@ -44,6 +46,20 @@ class ThreadedServer:
         self.ssl_context = ssl_context
         self.origin = f"{'https' if ssl_context else 'http'}://127.0.0.1:{self.port}"
         self.thread_name = thread_name
+        #: every request, as a tuple that starts (method, path with query); what :meth:`count` reads
+        self.requests: list[Any] = []
+        #: guards what the serving thread records against the test reading it
+        self._lock = threading.RLock()
+
+    @property
+    def url(self) -> str:
+        """Where clients point (the origin, unless the server serves under a prefix)."""
+        return self.origin
+
+    def count(self, method: str, path_regex: str) -> int:
+        """How many recorded requests had ``method`` and a path matching ``path_regex``."""
+        with self._lock:
+            return sum(1 for m, p, *_ in self.requests if m == method and re.search(path_regex, p))
 
     def start(self) -> None:
         raise NotImplementedError

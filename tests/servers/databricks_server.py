@@ -31,7 +31,6 @@ import inspect
 import itertools
 import json
 import re
-import threading
 import time
 import typing
 from collections.abc import Callable, Mapping
@@ -262,7 +261,6 @@ class DatabricksServer(BackgroundServer):
         default_seconds: float = 1.0,
     ) -> None:
         super().__init__()
-        self.url = self.origin
         self.pat, self.client_id, self.client_secret = pat, client_id, client_secret
         self.azure_client_id, self.azure_client_secret = azure_client_id, azure_client_secret
         self.username, self.password = username, password
@@ -286,7 +284,6 @@ class DatabricksServer(BackgroundServer):
         self._scripts: dict[str, list[Phase]] = {}
         self._faults: list[ServerFault] = []
         self._ids = itertools.count(1001)
-        self._lock = threading.RLock()
         self._submit, self._run_now = _sdk_methods()
 
     # -- control from tests -----------------------------------------------------------------
@@ -334,10 +331,6 @@ class DatabricksServer(BackgroundServer):
             self.rejected.clear()
             self._faults.clear()
             self._scripts.clear()
-
-    def count(self, method: str, path_regex: str) -> int:
-        with self._lock:
-            return sum(1 for m, p, _ in self.requests if m == method and re.search(path_regex, p))
 
     def bodies(self, path_regex: str) -> list[Any]:
         with self._lock:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -49,11 +48,9 @@ class FaultProxy(BackgroundServer):
     def __init__(self, upstream: str) -> None:
         super().__init__()
         self.upstream = upstream.rstrip("/")
-        self.url = self.origin
         self.requests: list[tuple[str, str]] = []
         self.injected: list[tuple[str, str]] = []
         self._faults: list[Fault] = []
-        self._lock = threading.Lock()
         self._session: aiohttp.ClientSession | None = None
 
     # -- control from the test ----------------------------------------------------------
@@ -67,10 +64,6 @@ class FaultProxy(BackgroundServer):
             self._faults.clear()
             self.requests.clear()
             self.injected.clear()
-
-    def count(self, method: str, path_regex: str) -> int:
-        with self._lock:
-            return sum(1 for m, p in self.requests if m == method and re.search(path_regex, p))
 
     @contextmanager
     def faults(self, *faults: Fault) -> Iterator[FaultProxy]:

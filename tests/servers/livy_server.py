@@ -206,7 +206,6 @@ class LivyServer(BackgroundServer):
         self._batches: dict[int, _Batch] = {}
         self._next_id = 0
         self._scripts: list[tuple[re.Pattern[str] | None, tuple[Step, ...]]] = []
-        self._lock = threading.Lock()
         self._conf_dir = tempfile.mkdtemp(prefix="livy-test-spark-conf-")
 
     @property
@@ -236,10 +235,6 @@ class LivyServer(BackgroundServer):
         """Snapshot of every batch Livy holds, as Batch objects plus the request that made them."""
         with self._lock:
             return [{**b.view(), "request": dict(b.request)} for b in self._batches.values()]
-
-    def count(self, method: str, path_regex: str) -> int:
-        with self._lock:
-            return sum(1 for m, p in self.requests if m == method and re.search(path_regex, p))
 
     def clear_requests(self) -> None:
         with self._lock:

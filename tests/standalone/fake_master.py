@@ -23,7 +23,6 @@ KILLED — so a test controls exactly how long a kill is in progress.
 from __future__ import annotations
 
 import datetime
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -64,6 +63,11 @@ class FakeMaster(ThreadedServer):
     """
 
     def __init__(self, worker_ui: str = "http://127.0.0.1:1") -> None:
+        self._rest = BackgroundServer(app=self._rest_app, thread_name="fake-master-rest")
+        self._ui = BackgroundServer(app=self._ui_app, thread_name="fake-master-ui")
+        super().__init__(port=self._rest.port)
+        self.rest_url = self._rest.origin
+        self.ui_url = self._ui.origin
         self.state = "ALIVE"
         self.worker_ui = worker_ui
         self.worker_id = "worker-20260101000000-127.0.0.1-7078"
@@ -75,13 +79,7 @@ class FakeMaster(ThreadedServer):
         self.refuse_submissions: str | None = None
         #: (method, path, headers) of every request, REST and UI alike
         self.requests: list[tuple[str, str, dict[str, str]]] = []
-        self._lock = threading.Lock()
         self._counter = 0
-        self._rest = BackgroundServer(app=self._rest_app, thread_name="fake-master-rest")
-        self._ui = BackgroundServer(app=self._ui_app, thread_name="fake-master-ui")
-        super().__init__(port=self._rest.port)
-        self.rest_url = self._rest.origin
-        self.ui_url = self._ui.origin
 
     def start(self) -> None:
         self._rest.start()
