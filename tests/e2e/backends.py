@@ -41,6 +41,7 @@ __all__ = [
     "Servers",
     "Ti",
     "db_rows",
+    "live_triggerers",
     "set_parallelism",
 ]
 
@@ -51,6 +52,9 @@ SLOTS = 1
 #: is dead to ``Trigger.assign_unassigned``, which hands its triggers to a live one. Well above the
 #: 1 s heartbeat, so that a merely busy triggerer (a hundred triggers on a loaded machine) keeps them.
 HEALTH_CHECK_THRESHOLD = 15
+#: Seconds a real PySpark job spends before its ``hold_seconds`` begin (JVM, SparkSession, the
+#: computation); subtracted so that a job of ``seconds`` runs about that long on every backend.
+SPARK_START_SECONDS = 10
 #: Generous bound of a wait for a remote state change (a loaded machine, a kill that the Spark
 #: master acknowledges at once but reports seconds later).
 STATE_TIMEOUT = 120.0
@@ -134,6 +138,14 @@ def db_rows(stack: AirflowStack, sql: str, *params: Any) -> list[tuple[Any, ...]
     """Rows of a read-only query on the stack's SQLite DB (WAL: readers never block Airflow)."""
     with contextlib.closing(sqlite3.connect(f"file:{stack.db_path}?mode=ro", uri=True, timeout=30)) as db:
         return list(db.execute(sql, params).fetchall())
+
+
+def live_triggerers(stack: AirflowStack) -> list[int]:
+    """Triggerer jobs that heartbeat (a SIGKILLed triggerer's job stays 'running' in the DB)."""
+    rows = db_rows(stack, "SELECT id FROM job WHERE job_type = 'TriggererJob' AND state = 'running' "
+                          "AND end_date IS NULL AND latest_heartbeat > datetime('now', ?) ORDER BY id",
+                   f"-{HEALTH_CHECK_THRESHOLD} seconds")
+    return [int(row[0]) for row in rows]
 
 
 def set_parallelism(stack: AirflowStack, slots: int) -> None:
@@ -267,7 +279,7 @@ class Standalone(Backend):
         return {d["id"] for d in [*state["activedrivers"], *state["completeddrivers"]]}
 
     def job_conf(self, tag: str, seconds: float) -> dict[str, Any]:
-        return {"n": 5000, "hold_seconds": seconds}
+        return {"n": 5000, "hold_seconds": max(5, seconds - SPARK_START_SECONDS)}
 
     def job_state(self, ti: Ti, job: str) -> str:
         url = f"{self.servers.spark.rest_url}/v1/submissions/status/{job}"
@@ -323,7 +335,7 @@ class Livy(Backend):
         self._families: dict[str, str] = {}
 
     def job_conf(self, tag: str, seconds: float) -> dict[str, Any]:
-        return {"n": self.N, "hold_seconds": seconds}
+        return {"n": self.N, "hold_seconds": max(5, seconds - SPARK_START_SECONDS)}
 
     def family_of(self, ti: Ti) -> str | None:
         """The key family of the task instance; ``None`` while it has not submitted yet."""

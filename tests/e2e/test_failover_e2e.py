@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.airflow_stack import AirflowStack
-from tests.e2e.backends import HEALTH_CHECK_THRESHOLD, HELD, GatedLivyServer, db_rows, set_parallelism
+from tests.e2e.backends import HEALTH_CHECK_THRESHOLD, HELD, GatedLivyServer, db_rows, live_triggerers, set_parallelism
 from tests.e2e.dags.e2e_livy import CLEAR_DAG, FAILOVER_DAG, MAPPED, TASK_ID
 from tests.servers.livy_server import LivyServer, Step
 
@@ -76,14 +76,6 @@ def triggers_by_triggerer(stack: AirflowStack, dag_id: str, run_id: str) -> Coun
         dag_id, run_id,
     )
     return Counter({(None if owner is None else int(owner)): int(n) for owner, n in rows})
-
-
-def live_triggerer_jobs(stack: AirflowStack) -> list[int]:
-    """Triggerer jobs that heartbeat (a SIGKILLed triggerer of an earlier scenario stays 'running')."""
-    rows = db_rows(stack, "SELECT id FROM job WHERE job_type = 'TriggererJob' AND state = 'running' "
-                          "AND end_date IS NULL AND latest_heartbeat > datetime('now', ?) ORDER BY id",
-                   f"-{HEALTH_CHECK_THRESHOLD} seconds")
-    return [int(row[0]) for row in rows]
 
 
 def batches_of(livy: LivyServer, dag_id: str) -> list[dict[str, Any]]:
@@ -143,7 +135,7 @@ def test_a_triggerer_frozen_past_its_heartbeat_hands_its_triggers_over_without_c
         marks[name] = round(time.monotonic() - t0, 1)
         print(f"  [{marks[name]:6.1f}s] {name}: {_progress(stack, livy, run_id)}", flush=True)
 
-    [triggerer_a] = stack.wait_until(lambda: live_triggerer_jobs(stack), timeout=60,
+    [triggerer_a] = stack.wait_until(lambda: live_triggerers(stack), timeout=60,
                                      description="triggerer A's job")
     stack.trigger_dag(FAILOVER_DAG, run_id=run_id)
 
@@ -170,7 +162,7 @@ def test_a_triggerer_frozen_past_its_heartbeat_hands_its_triggers_over_without_c
     stack.start_triggerer("triggerer-b")
     try:
         triggerer_b = stack.wait_until(
-            lambda: next((j for j in live_triggerer_jobs(stack) if j != triggerer_a), None),
+            lambda: next((j for j in live_triggerers(stack) if j != triggerer_a), None),
             timeout=120, description="triggerer B's job",
         )
         frozen = stack.signal_component("triggerer", signal.SIGSTOP)

@@ -24,11 +24,12 @@ from __future__ import annotations
 import json
 import signal
 import time
+import uuid
 
 import pytest
 
 from tests.e2e.airflow_stack import AirflowStack
-from tests.e2e.backends import SLOTS, Backend, Servers, Ti, db_rows, set_parallelism
+from tests.e2e.backends import SLOTS, Backend, Servers, Ti, db_rows, live_triggerers, set_parallelism
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
@@ -37,7 +38,7 @@ ALL = ["standalone", "livy", "emr", "databricks"]
 FOREVER = 600
 #: Slot scenario: how long each job runs. Long enough that the next job is submitted — one task
 #: run on the only slot, seconds on a loaded machine — while the first one still runs.
-SLOT_JOB_SECONDS = 25
+SLOT_JOB_SECONDS = 20
 #: SIGKILL scenario: the job still runs when the triggerer is killed right after its first poll.
 SIGKILL_JOB_SECONDS = 20
 #: Moved-trigger scenario: the job runs through the handover (heartbeat threshold + reassignment).
@@ -96,18 +97,25 @@ def test_a_trigger_moved_to_another_triggerer_does_not_cancel_the_job(stack: Air
     """The first triggerer is frozen until the trigger moves; woken up, it runs ``on_kill`` — and the
     guard leaves the job running, and the task still succeeds on it."""
     before = backend.snapshot()
+    [job_a] = stack.wait_until(lambda: live_triggerers(stack), timeout=60, description="the triggerer's job")
     ti = backend.start("moved", MOVED_JOB_SECONDS)
-    stack.wait_for_task_state(ti.dag_id, ti.run_id, ti.task_id, "deferred", timeout=180, fail_on=("failed",))
-    job = backend.job_id(ti)
-    first = stack.wait_until(lambda: _trigger_owner(stack, ti), timeout=60, description="trigger assigned")
+    # The second triggerer starts while the task submits (its start-up is the slow part); the
+    # trigger lands in either, and the one that holds it is frozen.
     stack.start_triggerer("triggerer-b")
+    owner_name = "triggerer"
     try:
-        stack.signal_component("triggerer", signal.SIGSTOP)  # heartbeat stops: the trigger moves to -b
+        stack.wait_for_task_state(ti.dag_id, ti.run_id, ti.task_id, "deferred", timeout=180, fail_on=("failed",))
+        job = backend.job_id(ti)
+        first = stack.wait_until(lambda: _trigger_owner(stack, ti), timeout=60, description="trigger assigned")
+        owner_name = "triggerer" if first == job_a else "triggerer-b"
+        stack.wait_until(lambda: len(live_triggerers(stack)) >= 2, timeout=120,
+                         description="both triggerers heartbeating")
+        stack.signal_component(owner_name, signal.SIGSTOP)  # heartbeat stops: the trigger moves away
         stack.wait_until(
             lambda: (owner := _trigger_owner(stack, ti)) is not None and owner != first,
-            timeout=120, description="trigger moved to the second triggerer",
+            timeout=120, description="trigger moved to the other triggerer",
         )
-        stack.signal_component("triggerer", signal.SIGCONT)  # it wakes up, sees the trigger gone: on_kill
+        stack.signal_component(owner_name, signal.SIGCONT)  # it wakes up, sees the trigger gone: on_kill
         assert stack.wait_for_dag_run(ti.dag_id, ti.run_id, timeout=240) == "success", stack.dump_logs()
         assert backend.job_state(ti, job) == backend.succeeded_state
         assert len(backend.jobs_of(ti, before)) == 1, "one job, never resubmitted"
@@ -116,7 +124,7 @@ def test_a_trigger_moved_to_another_triggerer_does_not_cancel_the_job(stack: Air
         # Airflow's own line: on_kill ran in the first triggerer — and the guard left the job running.
         assert "invoking on_kill" in log, "on_kill must have run in the first triggerer"
     finally:
-        stack.signal_component("triggerer", signal.SIGCONT)
+        stack.signal_component(owner_name, signal.SIGCONT)
         stack.stop_component("triggerer-b")
 
 
@@ -146,15 +154,35 @@ def test_worker_slots_are_free_while_jobs_run(stack: AirflowStack, backend: Back
           f"{makespan:.0f}s; up to {most_deferred} tasks deferred and {most_running} jobs running at once")
 
 
-def test_emr_create_wait_step_wait_terminate_leaves_no_cluster_running(stack: AirflowStack, servers: Servers) -> None:
+PIPELINE_DAG = "emr_create_step_terminate"
+DATABRICKS_EXAMPLES = ("databricks_notebook", "databricks_python", "databricks_jar")
+
+
+@pytest.fixture(scope="module")
+def example_runs(stack: AirflowStack, servers: Servers) -> dict[str, dict[str, str]]:
+    """The example DAG runs, all triggered at once: their tasks wait in the triggerer on poll
+    intervals of 10-30 s, so running them side by side costs the time of the slowest, not the sum.
+    EMR: a pipeline whose step succeeds and one whose step fails; Databricks: each example once."""
+    servers.aws.failing_args.add("broken-slices")
+    tag = uuid.uuid4().hex[:8]
+    runs = {PIPELINE_DAG: {"ok": f"pipeline_ok_{tag}", "failed": f"pipeline_failed_{tag}"},
+            **{dag_id: {"example": f"example_{tag}"} for dag_id in DATABRICKS_EXAMPLES}}
+    confs = {"ok": {"log_uri": "s3://asa-emr-logs/e2e/"},
+             "failed": {"slices": "broken-slices", "log_uri": "s3://asa-emr-logs/e2e/"}, "example": {}}
+    for dag_id, by_kind in runs.items():
+        stack.wait_for_dag(dag_id)
+        for kind, run_id in by_kind.items():
+            stack.trigger_dag(dag_id, run_id=run_id, conf=confs[kind])
+    return runs
+
+
+def test_emr_create_wait_step_wait_terminate_leaves_no_cluster_running(
+    stack: AirflowStack, servers: Servers, example_runs: dict[str, dict[str, str]]
+) -> None:
     """The pipeline succeeds and leaves its cluster terminated; when the step fails, ``remove_cluster``
-    (a teardown) still terminates it. Both runs go at once: each finds its own cluster in XCom."""
-    aws, dag_id = servers.aws, "emr_create_step_terminate"
-    stack.wait_for_dag(dag_id)
-    aws.failing_args.add("broken-slices")
-    ok, failed = f"pipeline_ok_{int(time.time())}", f"pipeline_failed_{int(time.time())}"
-    stack.trigger_dag(dag_id, run_id=ok, conf={"log_uri": "s3://asa-emr-logs/e2e/"})
-    stack.trigger_dag(dag_id, run_id=failed, conf={"slices": "broken-slices", "log_uri": "s3://asa-emr-logs/e2e/"})
+    (a teardown) still terminates it. Each run finds its own cluster in XCom."""
+    aws, dag_id = servers.aws, PIPELINE_DAG
+    ok, failed = example_runs[dag_id]["ok"], example_runs[dag_id]["failed"]
 
     def cluster_of(run_id: str) -> str:
         cluster_id = str(stack.xcom(dag_id, run_id, "create_cluster", "return_value")).strip('"')
@@ -175,12 +203,10 @@ def test_emr_create_wait_step_wait_terminate_leaves_no_cluster_running(stack: Ai
     assert "FAILED" in log and "exited with code 1" in log, log[-3000:]
 
 
-def test_the_databricks_example_dags_run_to_success(stack: AirflowStack, servers: Servers) -> None:
-    runs = {}
-    for dag_id in ("databricks_notebook", "databricks_python", "databricks_jar"):
-        stack.wait_for_dag(dag_id)
-        runs[dag_id] = f"example_{int(time.time())}"
-        stack.trigger_dag(dag_id, run_id=runs[dag_id])
+def test_the_databricks_example_dags_run_to_success(
+    stack: AirflowStack, servers: Servers, example_runs: dict[str, dict[str, str]]
+) -> None:
+    runs = {dag_id: example_runs[dag_id]["example"] for dag_id in DATABRICKS_EXAMPLES}
     for dag_id, run_id in runs.items():
         if stack.wait_for_dag_run(dag_id, run_id, timeout=300) != "success":
             logs = [stack.task_log(dag_id, run_id, ti["task_id"], try_number=max(1, ti["try_number"]))
