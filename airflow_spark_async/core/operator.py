@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, TypeVar
@@ -227,17 +226,13 @@ class SparkJobOperator(DefersToTrigger, BaseOperator, Generic[RequestT]):
         self.log.info("Cancelled job %s", job_id)
         return True
 
-    # TRANSITION(issue 10): old private names EMR still calls; remove once it uses the public ones.
-    _connection = connection
-    _cancel = cancel_job
-
     # -- the worker's part ---------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
         self.connection()  # a missing connection fails here, before anything is submitted
         key = job_key_from_context(context)
         attempt = int(getattr(context["ti"], "try_number", None) or 1)
-        request = self._build_request(context, key, attempt)
+        request = self.build_request(context, key, attempt)
         status = self.backend_call(lambda backend: self._submit_or_reattach(backend, request, key, attempt))
         self._job_id = status.job_id
         context["ti"].xcom_push(key="job_id", value=status.job_id)
@@ -267,13 +262,6 @@ class SparkJobOperator(DefersToTrigger, BaseOperator, Generic[RequestT]):
         trigger.preloaded_connection = self.connection()
         event = run_sync(lambda: watch_job(trigger, log=self.log))
         return self.execute_complete(context, event.to_payload())
-
-    def _build_request(self, context: Context, key: str, attempt: int) -> Any:
-        # TRANSITION(issue 10): a backend that still defines a one-argument ``build_request(context)``
-        # of its own builds its submitted request in ``build_job``; remove once all have switched.
-        if _positional_arity(type(self).build_request) == 1:
-            return self.build_job(context)
-        return self.build_request(context, key, attempt)
 
     def _deadline(self, context: Context) -> float | None:
         """The trigger's absolute deadline: ``job_timeout`` from now, and ``execution_timeout``
@@ -566,9 +554,3 @@ def failure_text(ev: JobEvent) -> str:
     if ev.diagnostics:
         parts.append(ev.diagnostics.strip()[-4000:])
     return ": ".join(parts[:2]) + ("\n" + parts[2] if len(parts) > 2 else "")
-
-
-def _positional_arity(method: Callable[..., Any]) -> int:
-    """TRANSITION(issue 10): positional parameters of a method besides ``self``."""
-    params = list(inspect.signature(method).parameters.values())[1:]
-    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)

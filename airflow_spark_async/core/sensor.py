@@ -106,10 +106,6 @@ class SparkJobSensor(DefersToTrigger, BaseSensorOperator):
             **fields,
         )
 
-    def _trigger_kwargs(self) -> dict[str, Any]:
-        """TRANSITION(issue 10): the old private name, still called by EMR; the core never calls it."""
-        return self.trigger_kwargs(str(self.job_id))
-
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
