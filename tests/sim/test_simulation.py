@@ -1,8 +1,8 @@
 """The fault-schedule simulation in the default suite: seeded sweeps per backend model, and
 hand-written schedules that pin the named defects of issue 9. See docs/simulation.md.
 
-``ASA_SIM_SCHEDULES`` changes the sweep size (default 5,000 per model in the suite; the CLI and `ASA_SIM_SCHEDULES=10000` run the full 10,000); a failing seed is
-printed with the one-line command that replays it.
+``ASA_SIM_SCHEDULES`` changes the sweep size (5,000 per model in the suite; set it to 10000, or use
+the CLI, for the full sweep); a failing seed is printed with the one-line command that replays it.
 """
 
 from __future__ import annotations
