@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import functools
-import inspect
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from airflow_spark_async.core.errors import ConfigurationError, JobNotFoundError
@@ -201,30 +199,13 @@ def split_statuses(listed: StatusMany | None) -> tuple[dict[str, JobStatus], dic
 
 async def submit_job(backend: Backend[RequestT], request: RequestT, key: str, attempt: int) -> JobStatus:
     """``backend.submit(request, key=key, attempt=attempt)``: the one way the core submits."""
-    if _takes(backend.submit, "attempt"):
-        return await backend.submit(request, key=key, attempt=attempt)
-    # TRANSITION(issue 10): a backend still on the old ``submit(job, *, key)``; remove when all switched.
-    return await backend.submit(request, key=key)  # type: ignore[call-arg]
+    return await backend.submit(request, key=key, attempt=attempt)
 
 
 async def cancel_job(backend: Backend[Any], job_id: str, key: str | None) -> None:
     """``backend.cancel(job_id, key=key)``: the one way the core cancels. Passing the expected key
     lets a backend whose server reuses ids leave someone else's job alone."""
-    if _takes(backend.cancel, "key"):
-        await backend.cancel(job_id, key=key)
-        return
-    # TRANSITION(issue 10): a backend still on the old ``cancel(job_id)``; remove when all switched.
-    await backend.cancel(job_id)  # type: ignore[call-arg]
-
-
-def _takes(method: Callable[..., Any], name: str) -> bool:
-    """TRANSITION(issue 10): whether a backend method already has the new signature."""
-    return _has_parameter(getattr(method, "__func__", method), name)
-
-
-@functools.cache
-def _has_parameter(function: Callable[..., Any], name: str) -> bool:
-    return name in inspect.signature(function).parameters
+    await backend.cancel(job_id, key=key)
 
 
 async def status_if_carrying(

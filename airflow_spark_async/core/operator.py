@@ -197,12 +197,6 @@ class SparkJobOperator(DefersToTrigger, BaseOperator, Generic[RequestT]):
         """The task's return value once the job succeeded (or was submitted, when not waiting)."""
         return job_id
 
-    @property
-    def waits(self) -> bool:
-        """TRANSITION(issue 10): the old name of :attr:`wait_for_termination`, still overridden by
-        backends that have not switched; the core reads it only here."""
-        return bool(self.wait_for_termination)
-
     # -- the worker's way to the backend -------------------------------------------------------
 
     def connection(self) -> Connection:
@@ -238,7 +232,7 @@ class SparkJobOperator(DefersToTrigger, BaseOperator, Generic[RequestT]):
         context["ti"].xcom_push(key="job_id", value=status.job_id)
         push_links(context, self.link_classes, dict(status.links))
         self.after_submit(context, status)
-        if not self.waits:  # TRANSITION(issue 10): self.wait_for_termination once ``waits`` is gone
+        if not self.wait_for_termination:
             self.log.info("%s job %s submitted; not waiting for it", self.backend_class.name, status.job_id)
             self.forget_job(context)
             return self.result(context, status.job_id)

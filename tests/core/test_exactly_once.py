@@ -21,7 +21,7 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_spark_async.core import trigger as trigger_module
-from airflow_spark_async.core.backend import Backend, JobStatus, cancel_job, split_statuses, submit_job
+from airflow_spark_async.core.backend import Backend, JobStatus, split_statuses
 from airflow_spark_async.core.errors import AuthError, ConnectionFailed, JobNotFoundError, RateLimitedError
 from airflow_spark_async.core.http import MAX_RETRY_AFTER, parse_retry_after
 from airflow_spark_async.core.keys import job_key, job_key_from_context, key_family, parse_key
@@ -644,27 +644,6 @@ def test_a_failed_job_fails_the_task_even_when_on_failure_returns(request_world:
 def test_wait_for_termination_false_submits_and_returns_without_deferring(world: MemBackend) -> None:
     assert op(wait_for_termination=False).execute(ctx()) == "1"  # type: ignore[arg-type]
     assert world.running()[0].id == "1"
-
-
-class OldSignatureMemBackend(MemBackend):
-    """TRANSITION(issue 10): a backend still on ``submit(job, *, key)`` and ``cancel(job_id)``."""
-
-    async def submit(self, job: SparkJob, *, key: str) -> JobStatus:  # type: ignore[override]
-        return await super().submit(job, key=key, attempt=1)
-
-    async def cancel(self, job_id: str) -> None:  # type: ignore[override]
-        await super().cancel(job_id, key=None)
-
-
-def test_a_backend_on_the_old_signatures_still_submits_and_cancels() -> None:
-    world = MemBackend.world = OldSignatureMemBackend()
-
-    async def submit_then_cancel() -> None:
-        status = await submit_job(world, SparkJob(application="a.py"), "asa-x-1", 1)
-        await cancel_job(world, status.job_id, "asa-x-1")
-
-    asyncio.run(submit_then_cancel())
-    assert world.cancelled == ["1"] and world.running() == []
 
 
 class ListingMemBackend(MemBackend):
