@@ -82,9 +82,9 @@ class CallTrace:
         }
 
 
-@pytest.fixture
-def livy_conn(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with LivyServer() as server:
+@pytest.fixture(scope="module")
+def livy_conn() -> Iterator[str]:
+    with LivyServer() as server, pytest.MonkeyPatch.context() as monkeypatch:
         conn_id = f"livy_path_{uuid.uuid4().hex[:6]}"
         conn = {"conn_type": "livy", "host": "127.0.0.1", "port": server.port, "schema": "http"}
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
@@ -114,11 +114,20 @@ def trace_one_job(conn_id: str) -> dict[str, Any]:
     return trace.report()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 in progress: 19 modules and 4 builds before the redesign")
-def test_one_job_crosses_few_modules_and_builds_its_backend_once(livy_conn: str) -> None:
-    figures = trace_one_job(livy_conn)
-    print(json.dumps(figures, indent=2))
+@pytest.fixture(scope="module")
+def figures(livy_conn: str) -> dict[str, Any]:
+    """One traced job, shared by the checks below (a dag.test() run takes seconds)."""
+    traced = trace_one_job(livy_conn)
+    print(json.dumps(traced, indent=2))
+    return traced
+
+
+def test_one_job_builds_its_backend_once(figures: dict[str, Any]) -> None:
     assert figures["backend_builds"] <= MAX_BUILDS, figures
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10 open: core's small modules are not merged yet (19 before, 21 now)")
+def test_one_job_crosses_few_modules(figures: dict[str, Any]) -> None:
     assert figures["modules"] <= MAX_MODULES, figures["per_module"]
 
 
