@@ -30,9 +30,8 @@ def code_lines(source: str) -> int:
                 doc_lines.update(range(body[0].lineno, (body[0].end_lineno or body[0].lineno) + 1))
     lines: set[int] = set()
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
-            continue
-        if token.type == tokenize.ENDMARKER:
+        if token.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+                          tokenize.ENDMARKER):
             continue
         lines.update(range(token.start[0], token.end[0] + 1))
     return len(lines - doc_lines)

@@ -40,8 +40,9 @@ class AcmeJob:
     def state(self, now: float) -> tuple[str, str | None]:
         """The job's state and message at ``now``: it queues, runs ``seconds``, then ends."""
         if self.cancelled_at is not None:
-            return ("CANCELLED", "cancelled by request") if now - self.cancelled_at >= CANCEL_TAKES \
-                else ("CANCELLING", None)
+            if now - self.cancelled_at < CANCEL_TAKES:
+                return "CANCELLING", None
+            return "CANCELLED", "cancelled by request"
         ran = now - self.submitted - QUEUED_FOR
         if ran < 0:
             return "QUEUED", None
