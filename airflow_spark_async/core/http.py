@@ -24,7 +24,6 @@ import email.utils
 import functools
 import json
 import logging
-import math
 import ssl as ssl_module
 import threading
 import weakref
@@ -33,7 +32,6 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from airflow_spark_async.core import clock as core_clock
 from airflow_spark_async.core.errors import (
     AuthError,
     ConfigurationError,
@@ -44,7 +42,9 @@ from airflow_spark_async.core.errors import (
     ServerError,
     SparkAsyncError,
 )
-from airflow_spark_async.core.options import parse_bool, parse_float, parse_str
+from airflow_spark_async.core.retry import MAX_RETRY_AFTER, cap_retry_after
+from airflow_spark_async.core.retry import clock as core_clock
+from airflow_spark_async.core.spec import parse_bool, parse_float, parse_str
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -63,10 +63,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: the longest ``Retry-After`` honoured, in seconds. A proxy answering ``Retry-After: 86400`` (or
-#: ``inf``) must not freeze every trigger of an endpoint for a day: past this the poll loop's own
-#: back-off and error budget decide, and the deadline always wins.
-MAX_RETRY_AFTER = 300.0
 
 
 class Closable(Protocol):
@@ -243,14 +239,6 @@ async def close_loop_sessions() -> None:
 
     await Runtime.current().close()
 
-
-def cap_retry_after(seconds: float | None) -> float | None:
-    """A server's wait hint made safe: ``None`` unless finite and >= 0, at most ``MAX_RETRY_AFTER``."""
-    if seconds is None or isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        return None
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
-    return min(float(seconds), MAX_RETRY_AFTER)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -32,25 +32,30 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, TypeVar
 
 from airflow.configuration import conf
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.execution_time.xcom import XCom
 
-from airflow_spark_async.core import clock
-from airflow_spark_async.core.backend import Backend, JobStatus, RequestT, cancel_job, submit_job
-from airflow_spark_async.core.connections import load_connection
+from airflow_spark_async.core.backend import (
+    Backend,
+    JobState,
+    JobStatus,
+    RequestT,
+    cancel_job,
+    job_key_from_context,
+    key_family,
+    submit_job,
+)
 from airflow_spark_async.core.errors import BackendError, ConfigurationError, JobNotFoundError, TransientError
-from airflow_spark_async.core.events import EventStatus, JobEvent, Reason
-from airflow_spark_async.core.keys import job_key_from_context, key_family
 from airflow_spark_async.core.ledger import KeyLedger, LedgerEntry, default_ledger, read_entry, write_entry
-from airflow_spark_async.core.links import JobLink, push_links
-from airflow_spark_async.core.policy import PollPolicy
+from airflow_spark_async.core.retry import PollPolicy, clock
+from airflow_spark_async.core.runtime import call_backend, load_connection, run_sync
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.core.states import JobState
-from airflow_spark_async.core.sync import call_backend, run_sync
-from airflow_spark_async.core.trigger import DefersToTrigger, SparkJobTrigger, watch_job
+from airflow_spark_async.core.trigger import DefersToTrigger, EventStatus, JobEvent, Reason, SparkJobTrigger, watch_job
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection, Context
+    from airflow.sdk.types import TaskInstanceKey
 
 T = TypeVar("T")
 
@@ -64,7 +69,42 @@ IDEMPOTENT_RESENDS = 3
 #: cancels of a job that could not be recorded, before recording it is tried once more
 UNTRACKED_CANCEL_ATTEMPTS = 3
 
-__all__ = ["SparkJobFailed", "SparkJobOperator", "SparkJobTimeout", "default_deferrable", "failure_text", "seconds"]
+__all__ = [
+    "JobLink",
+    "SparkJobFailed",
+    "SparkJobOperator",
+    "SparkJobTimeout",
+    "default_deferrable",
+    "failure_text",
+    "push_links",
+    "seconds",
+]
+
+
+# -------------------- links -----------------------------------------------------------------
+# Extra links whose URL the operator computed when it submitted the job.
+#
+# Airflow 3 resolves an operator link from the XCom ``_link_<ClassName>`` the task pushed,
+# so each backend's link class only names itself and the key of ``JobStatus.links`` it shows.
+
+class JobLink(BaseOperatorLink):
+    """A link to a page about the job; subclasses set ``name`` and ``link_key``."""
+
+    name: ClassVar[str] = "Spark job"  # type: ignore[misc]
+    #: the key in the job's links mapping that holds this link's URL
+    link_key: ClassVar[str] = ""
+
+    def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
+        return XCom.get_value(key=self.xcom_key, ti_key=ti_key) or ""
+
+
+def push_links(context: Any, links_cls: tuple[type[JobLink], ...], urls: dict[str, str]) -> None:
+    """Push the URL of every link class whose ``link_key`` is in ``urls``."""
+    ti = context["ti"]
+    for cls in links_cls:
+        url = urls.get(cls.link_key)
+        if url:
+            ti.xcom_push(key=cls().xcom_key, value=url)
 
 
 class SparkJobFailed(AirflowException):

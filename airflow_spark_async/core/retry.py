@@ -1,23 +1,24 @@
-"""Back-off, throttling and bounded retries, written once for every backend.
+"""Time and waiting, written once for every backend: the clock, the poll policy, back-off,
+throttling and bounded retries.
 
-Three tools, each used where the others would be wrong:
-
+* :data:`clock` — the one clock the core reads (:class:`Clock`), so that the fault-schedule
+  simulation can drive hours of polling from a virtual event loop.
+* :class:`PollPolicy` — how a trigger polls: interval, back-off, error budget, heartbeat.
 * :func:`backoff` — the delay after ``n`` consecutive failures: exponential, "equal jitter"
   (half fixed, half random, so thousands of callers that failed together do not come back
   together), never shorter than a server's validated ``Retry-After``. The trigger's poll loop
-  (:meth:`PollPolicy.backoff <airflow_spark_async.core.policy.PollPolicy.backoff>`), the
-  throttle gate and :func:`retry_call` all use it. :class:`Backoff` holds its parameters.
+  (:meth:`PollPolicy.backoff`), the throttle gate and :func:`retry_call` all use it.
+  :class:`Backoff` holds its parameters.
 * :class:`ThrottleGate` — shared by every caller of one endpoint and identity: one throttling
   answer slows all of them, and no caller waits at the gate longer than it may.
 * :func:`retry_call` — a few bounded retries of one API call (a submit, a cancel, an output
   read) after *transient* errors only. Polls do not use it: the trigger's loop owns their
   back-off and error budget, and a 429 must reach the watcher, which slows every trigger.
 
-Every wait here is bounded twice: by a cap on the server's hint
-(:func:`~airflow_spark_async.core.http.cap_retry_after`) and by the caller's deadline, which
-is never slept past — a retry that cannot happen before the deadline is not attempted. Time
-is read from :mod:`airflow_spark_async.core.clock` and slept with ``asyncio.sleep``, so the
-simulation's virtual clock drives all of it.
+Every wait here is bounded twice: by a cap on the server's hint (:func:`cap_retry_after`) and by
+the caller's deadline, which is never slept past — a retry that cannot happen before the
+deadline is not attempted. Time is read from :data:`clock` and slept with ``asyncio.sleep``, so
+the simulation's virtual clock drives all of it.
 """
 
 from __future__ import annotations
@@ -27,14 +28,81 @@ import dataclasses
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
-from airflow_spark_async.core import clock as core_clock
 from airflow_spark_async.core.errors import ConfigurationError, RateLimitedError, TransientError
-from airflow_spark_async.core.http import MAX_RETRY_AFTER, cap_retry_after
+from airflow_spark_async.core.spec import from_known_fields
 
-__all__ = ["DEFAULT_BACKOFF", "GATE_MAX_WAIT", "Backoff", "ThrottleGate", "backoff", "retry_call"]
+__all__ = [
+    "DEFAULT_BACKOFF",
+    "GATE_MAX_WAIT",
+    "MAX_RETRY_AFTER",
+    "Backoff",
+    "Clock",
+    "PollPolicy",
+    "ThrottleGate",
+    "backoff",
+    "cap_retry_after",
+    "clock",
+    "retry_call",
+    "set_clock",
+]
+
+
+class Clock:
+    """The one clock the core reads, so that a simulation can run hours of polling in milliseconds.
+
+    Production reads the wall clock (deadlines are absolute epoch seconds carried in trigger
+    kwargs, so they must survive a restart on another machine) and sleeps with asyncio. The
+    fault-schedule simulation in ``tests/sim`` installs a clock driven by its virtual event loop
+    (:func:`set_clock`); nothing else in the package calls ``time.time()`` for a decision.
+    """
+
+    def __init__(self) -> None:
+        self._now: Callable[[], float] = time.time
+        self._monotonic: Callable[[], float] = time.monotonic
+
+    def now(self) -> float:
+        """Epoch seconds (virtual inside a simulation)."""
+        return self._now()
+
+    def monotonic(self) -> float:
+        """Seconds of a clock that never goes back (virtual inside a simulation)."""
+        return self._monotonic()
+
+    def set(self, now_fn: Callable[[], float] | None = None, monotonic_fn: Callable[[], float] | None = None) -> None:
+        """Install another clock; ``set()`` restores the real one."""
+        self._now = now_fn or time.time
+        self._monotonic = monotonic_fn or time.monotonic
+
+    async def sleep_until(self, when: float, deadline: float | None = None) -> None:
+        """Sleep until epoch second ``when``, or ``deadline`` if that comes first."""
+        if deadline is not None:
+            when = min(when, deadline)
+        await asyncio.sleep(max(0.0, when - self.now()))
+
+
+#: the package's clock: ``clock.now()``, ``clock.monotonic()``, ``await clock.sleep_until(t)``
+clock = Clock()
+#: install another clock (the simulation's); ``set_clock()`` restores the real one
+set_clock = clock.set
+_CLOCK = clock  # for the classes below whose ``clock`` parameter shadows the name
+
+#: the longest ``Retry-After`` honoured, in seconds. A proxy answering ``Retry-After: 86400`` (or
+#: ``inf``) must not freeze every trigger of an endpoint for a day: past this the poll loop's own
+#: back-off and error budget decide, and the deadline always wins.
+MAX_RETRY_AFTER = 300.0
+
+def cap_retry_after(seconds: float | None) -> float | None:
+    """A server's wait hint made safe: ``None`` unless finite and >= 0, at most ``MAX_RETRY_AFTER``."""
+    if seconds is None or isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(float(seconds), MAX_RETRY_AFTER)
+
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +181,7 @@ class ThrottleGate:
 
     Share one gate per endpoint and identity: ``Runtime.current().gate(key)``.
 
-    :param clock: a monotonic clock (``core.clock.monotonic`` by default), for tests.
+    :param clock: a monotonic clock (the package's ``clock.monotonic`` by default), for tests.
     """
 
     def __init__(
@@ -127,7 +195,7 @@ class ThrottleGate:
     ) -> None:
         self.policy = Backoff(base=base, cap=cap, max_delay=MAX_RETRY_AFTER)
         self.rng = rng or random.Random()
-        self.clock: Callable[[], float] = clock or core_clock.monotonic
+        self.clock: Callable[[], float] = clock or _CLOCK.monotonic
         self.max_wait = max_wait
         self.strikes = 0
         self.not_before = 0.0
@@ -149,7 +217,7 @@ class ThrottleGate:
         if budget is not None:
             limit = min(limit, budget)
         if deadline is not None:
-            limit = min(limit, deadline - core_clock.now())
+            limit = min(limit, deadline - clock.now())
         until = self.clock() + max(0.0, limit)
         # a deadline that further throttles may push out, not an event: hence sleep-and-recheck
         while (pause := self.delay()) > 0:
@@ -211,7 +279,7 @@ async def retry_call(
             if attempt >= attempts:
                 raise
             pause = policy.delay(attempt, exc.retry_after, rng)
-            if deadline is not None and core_clock.now() + pause > deadline:
+            if deadline is not None and clock.now() + pause > deadline:
                 raise
             log.warning("%s failed (%s); retry %d/%d in %.1fs", what, exc, attempt, attempts - 1, pause)
             await asyncio.sleep(pause)
@@ -220,3 +288,54 @@ async def retry_call(
                 gate.succeeded()
             return result
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# How a trigger polls: interval, back-off, error budget — validated once, carried in kwargs.
+#
+# Why a policy object instead of loose arguments: the operator, the sensor and the trigger
+# all need the same rules, and the trigger must be rebuilt from JSON after a triggerer
+# restart. One frozen dataclass with ``to_dict``/``from_dict`` keeps the three in step.
+
+
+@dataclasses.dataclass(frozen=True)
+class PollPolicy:
+    """Polling rules for one job.
+
+    :param interval: seconds between polls while the job runs (> 0).
+    :param backoff_base: first delay after a transient error, doubled each further error.
+    :param backoff_max: the longest delay between two attempts after errors.
+    :param error_budget: consecutive transient errors tolerated before the trigger hands the
+        question back to the worker, which re-checks the job and defers again if it still runs.
+    :param heartbeat: seconds between "still running, elapsed …" lines in the task log.
+    """
+
+    interval: float = 10.0
+    backoff_base: float = 2.0
+    backoff_max: float = 120.0
+    error_budget: int = 20
+    heartbeat: float = 300.0
+
+    def __post_init__(self) -> None:
+        for field in ("interval", "backoff_base", "backoff_max", "heartbeat"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ConfigurationError(f"poll policy: {field} must be a number of seconds > 0, got {value!r}")
+        if isinstance(self.error_budget, bool) or not isinstance(self.error_budget, int) or self.error_budget < 1:
+            raise ConfigurationError(f"poll policy: error_budget must be an integer >= 1, got {self.error_budget!r}")
+
+    def backoff(self, errors: int, *, retry_after: float | None = None, rng: random.Random | None = None) -> float:
+        """Delay before the next attempt after ``errors`` consecutive failures.
+
+        The package's one back-off rule, :func:`airflow_spark_async.core.retry.backoff`: "equal
+        jitter" (half the exponential delay fixed, half random, so thousands of triggers that
+        failed together do not come back together), and a server's ``Retry-After`` as a floor,
+        validated and capped first (see ``core.http.MAX_RETRY_AFTER``).
+        """
+        return backoff(errors, base=self.backoff_base, cap=self.backoff_max, retry_after=retry_after, rng=rng)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> PollPolicy:
+        return from_known_fields(cls, data, "poll policy")

@@ -22,14 +22,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseSensorOperator
 from airflow.triggers.base import StartTriggerArgs
 
-from airflow_spark_async.core.connections import load_connection
+from airflow_spark_async.core.backend import JobState
 from airflow_spark_async.core.errors import BackendError, ConfigurationError, TransientError
-from airflow_spark_async.core.events import EventStatus, JobEvent
 from airflow_spark_async.core.operator import SparkJobFailed, seconds
-from airflow_spark_async.core.policy import PollPolicy
-from airflow_spark_async.core.states import JobState
-from airflow_spark_async.core.sync import call_backend
-from airflow_spark_async.core.trigger import DefersToTrigger, SparkJobTrigger
+from airflow_spark_async.core.retry import PollPolicy
+from airflow_spark_async.core.runtime import call_backend, load_connection
+from airflow_spark_async.core.trigger import DefersToTrigger, EventStatus, JobEvent, SparkJobTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import enum
 import math
 import random
 import weakref
@@ -40,8 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_spark_async.core import clock
-from airflow_spark_async.core.backend import Backend, JobStatus, cancel_job, submit_job
+from airflow_spark_async.core.backend import Backend, JobState, JobStatus, cancel_job, parse_key, submit_job
 from airflow_spark_async.core.errors import (
     AuthError,
     ConfigurationError,
@@ -49,20 +50,110 @@ from airflow_spark_async.core.errors import (
     PermanentError,
     TransientError,
 )
-from airflow_spark_async.core.events import EventStatus, JobEvent, Reason
-from airflow_spark_async.core.keys import parse_key
 from airflow_spark_async.core.ledger import default_ledger, read_entry
-from airflow_spark_async.core.policy import PollPolicy
-from airflow_spark_async.core.states import JobState
-from airflow_spark_async.core.watcher import forget_backend, get_backend, get_watcher
+from airflow_spark_async.core.retry import PollPolicy, clock
+from airflow_spark_async.core.runtime import forget_backend, get_backend, get_watcher
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
+
+# -------------------- events ----------------------------------------------------------------
+# The terminal event a trigger yields: small, versioned, JSON-safe, self-sufficient.
+#
+# Why self-sufficient: ``dag.test()`` and some resume paths drop the kwargs given to
+# ``defer``, so ``execute_complete`` must be able to act (log, cancel, re-defer, fail) from
+# the event alone. Why versioned: events are stored in the metadata database; a worker on
+# a newer release must still read an event written by an older triggerer.
+
+#: 2 added key, reason, started_at, try_number and recheck; version-1 events still load
+EVENT_VERSION = 2
+
+
+class Reason(str, enum.Enum):
+    """Why an ``error`` event was sent: the worker's re-check acts on it."""
+
+    NOT_FOUND = "not_found"  # the backend does not know the job (any more)
+    AUTH = "auth"  # the credentials were refused, even after reloading the connection
+    FOREIGN = "foreign"  # the job id now names a job of another key (a server reused ids)
+    REJECTED = "rejected"  # the backend refused a request we built
+    CONFIG = "config"  # the connection is missing or wrong
+    INTERNAL = "internal"  # anything else: a bug; the trigger still ends with an event
+
+
+class EventStatus(str, enum.Enum):
+    """Why the trigger stopped watching."""
+
+    SUCCESS = "success"  # the job finished successfully
+    FAILED = "failed"  # the job failed or was cancelled by someone else
+    TIMEOUT = "timeout"  # the deadline passed while the job ran; the resume cancels it
+    UNREACHABLE = "unreachable"  # the error budget ran out; the worker re-checks the job
+    ERROR = "error"  # a permanent API error (auth refused, job unknown)
+
+    @classmethod
+    def for_final_state(cls, succeeded: bool) -> EventStatus:
+        return cls.SUCCESS if succeeded else cls.FAILED
+
+
+@dataclasses.dataclass(frozen=True)
+class JobEvent:
+    """What ``execute_complete`` receives, as a dataclass; ``to_payload`` is the wire form."""
+
+    status: EventStatus
+    backend: str
+    job_id: str
+    state: str | None = None
+    backend_state: str | None = None
+    message: str | None = None
+    diagnostics: str | None = None
+    links: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    deadline: float | None = None
+    elapsed: float | None = None
+    key: str | None = None
+    reason: str | None = None
+    started_at: float | None = None
+    try_number: int | None = None
+    recheck: int = 0
+
+    def to_payload(self) -> dict[str, Any]:
+        payload = dataclasses.asdict(self)
+        payload["status"] = self.status.value
+        payload["links"] = dict(self.links)
+        payload["v"] = EVENT_VERSION
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> JobEvent:
+        """Parse an event of any version; unknown fields from newer releases are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in payload.items() if k in known}
+        try:
+            data["status"] = EventStatus(payload.get("status"))
+        except ValueError:
+            data["status"] = EventStatus.ERROR
+            data["message"] = f"unrecognised trigger event {dict(payload)!r}"
+        data.setdefault("backend", "unknown")
+        data.setdefault("job_id", "unknown")
+        if not isinstance(data.get("recheck"), int) or isinstance(data.get("recheck"), bool):
+            data["recheck"] = 0
+        return cls(**data)
+
+
 T = TypeVar("T")
 
 # cancel_job and submit_job live in core.backend; re-exported here, where they were first
-__all__ = ["LIVE_TASK_STATES", "DefersToTrigger", "SparkJobTrigger", "cancel_job", "submit_job", "watch_job"]
+__all__ = [
+    "EVENT_VERSION",
+    "LIVE_TASK_STATES",
+    "DefersToTrigger",
+    "EventStatus",
+    "JobEvent",
+    "Reason",
+    "SparkJobTrigger",
+    "cancel_job",
+    "submit_job",
+    "watch_job",
+]
 
 #: task states in which a live try owns the job: ``on_kill`` leaves the job alone in them.
 #: ``scheduled``/``queued`` too: after a failover, another copy of this trigger may have fired and
@@ -511,4 +602,3 @@ async def _bounded_by_deadline(awaitable: Awaitable[JobStatus], deadline: float 
         task.cancel()
         raise _DeadlineReached
     return task.result()
-

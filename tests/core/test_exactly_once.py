@@ -372,15 +372,15 @@ def test_a_huge_retry_after_does_not_freeze_the_trigger(world: MemBackend) -> No
                                                                                                 retry_after=86400)]
     world.jobs["1"].state = JobState.SUCCEEDED
     trigger.policy = dataclasses.replace(trigger.policy, backoff_max=0.05)
-    import airflow_spark_async.core.http as http
+    import airflow_spark_async.core.retry as retry
 
-    original = http.MAX_RETRY_AFTER
+    original = retry.MAX_RETRY_AFTER
     try:
         # the cap itself is what is under test: shrink it so the test need not wait 300 s
-        http.MAX_RETRY_AFTER = 0.2
+        retry.MAX_RETRY_AFTER = 0.2
         [event] = events_of(trigger, timeout=20)
     finally:
-        http.MAX_RETRY_AFTER = original
+        retry.MAX_RETRY_AFTER = original
     assert event["status"] == "success"
 
 
