@@ -3,8 +3,9 @@
 ``python scripts/loc.py`` prints, per backend folder, the physical lines (``wc -l``) and the
 code lines (no blank lines, comments or docstrings) of its modules, leaving out the layer of
 official-provider argument compatibility (``compat.py`` or ``compat/``). EMR's three backends
-are counted separately: a module belongs to the backend its name names (``steps``,
-``clusters``, ``serverless``); the rest of the folder is their shared AWS layer.
+are counted separately: a module belongs to the backend its file name starts with (``steps``,
+``clusters``, ``serverless``: ``steps.py``, ``steps_operators.py``, or a ``steps/`` package);
+the rest of the folder is their shared AWS layer.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def group_of(path: Path) -> str | None:
         return None
     folder = relative.parts[0]
     if folder == "emr":
-        named = next((name for name in EMR_BACKENDS if name in relative.parts[1:] or relative.stem == name), None)
+        first = relative.parts[1] if len(relative.parts) > 2 else relative.stem
+        named = next((name for name in EMR_BACKENDS if first.split("_")[0] == name), None)
         return f"emr/{named}" if named else "emr/shared"
     return folder
 

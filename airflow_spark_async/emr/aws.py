@@ -49,7 +49,6 @@ from botocore import exceptions as bx  # type: ignore[import-untyped]
 from botocore.loaders import create_loader  # type: ignore[import-untyped]
 
 from airflow_spark_async.core.backend import Backend, RequestT
-from airflow_spark_async.core.connections import aload_connection
 from airflow_spark_async.core.errors import (
     AuthError,
     BackendError,
@@ -61,9 +60,9 @@ from airflow_spark_async.core.errors import (
     ServerError,
 )
 from airflow_spark_async.core.http import parse_retry_after
-from airflow_spark_async.core.options import BackendOptions
 from airflow_spark_async.core.retry import Backoff, ThrottleGate, retry_call
-from airflow_spark_async.core.runtime import Runtime
+from airflow_spark_async.core.runtime import Runtime, aload_connection
+from airflow_spark_async.core.spec import BackendOptions
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection

@@ -34,10 +34,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from airflow_spark_async.core.backend import JobStatus, status_if_carrying
+from airflow_spark_async.core.backend import JobState, JobStatus, status_if_carrying
 from airflow_spark_async.core.errors import ConfigurationError, JobNotFoundError, RequestRejected, ServerError
 from airflow_spark_async.core.runtime import Runtime
-from airflow_spark_async.core.states import JobState
 from airflow_spark_async.emr.aws import AwsBackend, AwsOptions
 from airflow_spark_async.emr.ids import in_family
 

@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from airflow_spark_async.core.connections import load_connection
 from airflow_spark_async.core.errors import ConfigurationError
-from airflow_spark_async.core.fields import Alias
+from airflow_spark_async.core.runtime import load_connection
+from airflow_spark_async.core.spec import Alias
 
 __all__ = [
     "AWS_TEMPLATE_FIELDS",

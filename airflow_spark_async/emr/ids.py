@@ -26,8 +26,8 @@ import dataclasses
 import re
 from typing import NamedTuple
 
+from airflow_spark_async.core.backend import parse_key
 from airflow_spark_async.core.errors import JobNotFoundError
-from airflow_spark_async.core.keys import parse_key
 
 __all__ = ["JobRunRef", "KeyTag", "StepsRef", "in_family", "parse_tag", "strip_tag", "tag_name"]
 

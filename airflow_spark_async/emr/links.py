@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk.execution_time.xcom import XCom
 
 from airflow_spark_async.core.errors import SparkAsyncError
-from airflow_spark_async.core.links import JobLink
-from airflow_spark_async.core.sync import run_sync
-from airflow_spark_async.core.watcher import get_backend
+from airflow_spark_async.core.operator import JobLink
+from airflow_spark_async.core.runtime import get_backend, run_sync
 
 if TYPE_CHECKING:
     from airflow.models.taskinstancekey import TaskInstanceKey

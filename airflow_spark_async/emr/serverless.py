@@ -23,10 +23,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from airflow_spark_async.core.backend import JobStatus, status_if_carrying
+from airflow_spark_async.core.backend import JobState, JobStatus, status_if_carrying
 from airflow_spark_async.core.errors import JobNotFoundError, RequestRejected, ServerError
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.core.states import JobState
 from airflow_spark_async.emr.aws import AwsBackend, AwsOptions
 from airflow_spark_async.emr.ids import JobRunRef, in_family, parse_tag, tag_name
 from airflow_spark_async.emr.spark import spark_submit_driver

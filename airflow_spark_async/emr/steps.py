@@ -33,8 +33,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from airflow_spark_async.core import clock as core_clock
-from airflow_spark_async.core.backend import JobStatus, StatusMany
+from airflow_spark_async.core.backend import JobState, JobStatus, StatusMany
 from airflow_spark_async.core.coalescer import Coalescer
 from airflow_spark_async.core.errors import (
     BackendError,
@@ -43,10 +42,9 @@ from airflow_spark_async.core.errors import (
     RequestRejected,
     ServerError,
 )
-from airflow_spark_async.core.options import option
+from airflow_spark_async.core.retry import clock as core_clock
 from airflow_spark_async.core.runtime import Runtime
-from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.core.states import JobState
+from airflow_spark_async.core.spec import SparkJob, option
 from airflow_spark_async.emr.aws import AwsBackend, AwsOptions
 from airflow_spark_async.emr.clusters import cluster_links, describe_cluster
 from airflow_spark_async.emr.ids import StepsRef, in_family, parse_tag, strip_tag, tag_name
@@ -305,29 +303,36 @@ class EmrStepsBackend(AwsBackend[StepsRequest]):
         return status
 
     async def status_many(self, job_ids: Sequence[str]) -> StatusMany:
-        """Every job's steps through the coalescer. A job with an unknown or unreadable step is left
-        out — asked on its own, where its error reaches its trigger alone — unless no job could be
-        read at all: then the list failed, and its error raises (the watcher backs off)."""
+        """Every job's steps through the coalescer, with per-job errors as core's contract has them.
+
+        A job with an unknown step gets its own ``JobNotFoundError`` in the mapping (its trigger
+        fails at no further request; the other jobs stand). A job whose steps could not be read
+        for another reason (its cluster's list failed) gets that error, so its trigger backs off
+        alone — unless no job could be read at all: then the listing failed, and its error raises
+        (the watcher backs off every trigger of the batch instead of asking each job again).
+        """
         refs = {job_id: StepsRef.parse(job_id) for job_id in job_ids}
         infos = await self.steps.get_many({(r.cluster_id, s) for r in refs.values() for s in r.step_ids})
         by_cluster: dict[str, dict[str, StepInfo | None]] = {}
         for (cluster_id, step_id), info in infos.items():
+            if isinstance(info, BaseException) and not isinstance(info, Exception):
+                raise info  # a cancellation is not one job's error
             if not isinstance(info, BaseException):
                 by_cluster.setdefault(cluster_id, {})[step_id] = info
         for cluster_id, steps in by_cluster.items():
             by_cluster[cluster_id] = await self._check_cluster(cluster_id, steps)
         found: dict[str, JobStatus | Exception] = {}
-        errors: list[BaseException] = []
         for job_id, ref in refs.items():
-            failed = [e for s in ref.step_ids if isinstance(e := infos[(ref.cluster_id, s)], BaseException)]
-            errors.extend(e for e in failed if not isinstance(e, JobNotFoundError))
-            if not failed:
-                try:
-                    found[job_id] = self._aggregate(ref, by_cluster[ref.cluster_id])
-                except JobNotFoundError:
-                    continue
-        if errors and not found:
-            raise errors[0]
+            failed = [e for s in ref.step_ids if isinstance(e := infos[(ref.cluster_id, s)], Exception)]
+            if failed:
+                found[job_id] = next((e for e in failed if isinstance(e, JobNotFoundError)), failed[0])
+                continue
+            try:
+                found[job_id] = self._aggregate(ref, by_cluster[ref.cluster_id])
+            except JobNotFoundError as exc:
+                found[job_id] = exc
+        if found and all(isinstance(v, Exception) and not isinstance(v, JobNotFoundError) for v in found.values()):
+            raise next(iter(found.values()))  # type: ignore[misc]
         return found
 
     async def _check_cluster(self, cluster_id: str, steps: dict[str, StepInfo | None]) -> dict[str, StepInfo | None]:

@@ -27,7 +27,7 @@ from airflow_spark_async.core.errors import (
 )
 from airflow_spark_async.core.http import MAX_RETRY_AFTER, close_loop_sessions
 from airflow_spark_async.core.retry import ThrottleGate
-from airflow_spark_async.core.watcher import get_backend
+from airflow_spark_async.core.runtime import get_backend
 from airflow_spark_async.emr.aws import CredentialsExpired, translate_error
 from airflow_spark_async.emr.clusters import EmrClusterBackend
 from airflow_spark_async.emr.steps import EmrStepsBackend

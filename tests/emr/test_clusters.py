@@ -114,6 +114,24 @@ def test_terminate_operator_defers_until_the_cluster_is_terminated(aws: MotoAws,
     op.execute_complete({"ti": ti}, events[0])  # type: ignore[arg-type]
 
 
+def test_terminate_operator_builds_its_trigger_through_the_trigger_kwargs_hook(aws: MotoAws, conn_id: str,
+                                                                              cluster_id: str) -> None:
+    """One place builds trigger kwargs (core's ``trigger_kwargs``): a subclass that adds one
+    argument there must see it in the trigger, as it would for every other operator."""
+
+    class Tagged(EmrTerminateJobFlowOperator):
+        def trigger_kwargs(self, job_id: str, **fields: Any) -> dict[str, Any]:
+            return {**super().trigger_kwargs(job_id, **fields), "failure_states": ["TERMINATED_WITH_ERRORS"]}
+
+    op = Tagged(task_id="terminate", aws_conn_id=conn_id, job_flow_id=cluster_id, deferrable=True, waiter_delay=1)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({"ti": _ti("terminate")})  # type: ignore[arg-type]
+    kwargs = deferred.value.trigger.serialize()[1]
+    assert "TERMINATED_WITH_ERRORS" in kwargs["failure_states"], kwargs
+    assert kwargs["owns_job"] is False and "TERMINATED" in kwargs["target_states"]
+    assert kwargs["policy"]["interval"] == 1 and kwargs["conn_id"] == conn_id
+
+
 def test_job_flow_sensor_waits_for_ready_and_for_terminated(aws: MotoAws, conn_id: str, cluster_id: str) -> None:
     ready = EmrJobFlowSensor(task_id="ready", aws_conn_id=conn_id, job_flow_id=cluster_id,
                              target_states=["WAITING", "RUNNING"], poke_interval=1)

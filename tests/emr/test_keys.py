@@ -14,13 +14,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from airflow_spark_async.core.backend import JobState, job_key, parse_key
 from airflow_spark_async.core.errors import JobNotFoundError
 from airflow_spark_async.core.http import close_loop_sessions
-from airflow_spark_async.core.keys import job_key, parse_key
 from airflow_spark_async.core.ledger import MemoryLedger
-from airflow_spark_async.core.states import JobState
-from airflow_spark_async.core.sync import run_sync
-from airflow_spark_async.core.watcher import get_backend
+from airflow_spark_async.core.runtime import get_backend, run_sync
 from airflow_spark_async.emr.clusters import KEY_TAG, EmrClusterBackend, JobFlowRequest
 from airflow_spark_async.emr.ids import StepsRef
 from airflow_spark_async.emr.operators import EmrCreateJobFlowOperator, EmrServerlessStartJobOperator
@@ -70,10 +68,34 @@ def test_one_unknown_step_id_fails_only_its_own_job(aws: MotoAws, conn_id: str, 
 
     aws.proxy.clear()
     listed, one_by_one = _run(conn_id, EmrStepsBackend, {}, body)
-    assert set(listed) == set(jobs), "the listed answer covers every known step despite the unknown one"
+    assert all(not isinstance(listed[j], BaseException) for j in jobs), "every known step is answered despite it"
+    assert isinstance(listed[unknown], JobNotFoundError), "the unknown step's job gets its own error in the list"
     assert all(not isinstance(s, BaseException) and s.state is JobState.RUNNING for s in one_by_one[:-1]), one_by_one
     assert isinstance(one_by_one[-1], JobNotFoundError), "only the unknown step is reported as not found"
     assert aws.proxy.ops("DescribeCluster") <= 2, "the cluster is checked once per refused chunk, not per step"
+
+
+def test_status_many_reports_each_jobs_own_error_and_raises_only_when_nothing_was_read(
+        aws: MotoAws, conn_id: str, cluster_id: str) -> None:
+    """Core's contract: a per-job error goes into the mapping (that trigger alone fails or backs
+    off); only a listing that read nothing raises. Leaving such a job out made the watcher ask it
+    again one by one."""
+    added = aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[_raw_step("a", 60)])["StepIds"]
+    known, unknown = f"{cluster_id}:{added[0]}", f"{cluster_id}:s-NOSUCHSTEP0002"
+    gone = "j-NOSUCHCLUSTER:s-NOSUCHSTEP0003"
+
+    async def body(backend: EmrStepsBackend) -> tuple[Any, Any]:
+        mixed = await backend.status_many([known, unknown, gone])
+        only_unknown = await backend.status_many([unknown])
+        await backend.cancel(known, key=None)
+        return mixed, only_unknown
+
+    mixed, only_unknown = _run(conn_id, EmrStepsBackend, {}, body)
+    assert set(mixed) == {known, unknown, gone}, mixed
+    assert mixed[known].state is JobState.RUNNING or not mixed[known].is_terminal
+    assert isinstance(mixed[unknown], JobNotFoundError), mixed[unknown]
+    assert isinstance(mixed[gone], Exception), "the unreadable cluster's job gets its own error"
+    assert isinstance(only_unknown[unknown], JobNotFoundError), "an unknown id alone is its error, not a failed list"
 
 
 def test_steps_carry_their_key_and_a_step_being_cancelled_is_cancelling(aws: MotoAws, conn_id: str,

@@ -11,9 +11,8 @@ import pytest
 from airflow_spark_async.core.errors import ConfigurationError, RequestRejected, ServerError
 from airflow_spark_async.core.http import close_loop_sessions
 from airflow_spark_async.core.operator import SparkJobFailed
+from airflow_spark_async.core.runtime import get_backend, run_sync
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.core.sync import run_sync
-from airflow_spark_async.core.watcher import get_backend
 from airflow_spark_async.emr.ids import StepsRef, parse_tag
 from airflow_spark_async.emr.operators import EmrAddStepsOperator, EmrStepsOperator
 from airflow_spark_async.emr.spark import spark_step
