@@ -60,6 +60,7 @@ from airflow_spark_async.core.errors import (
     ServerError,
 )
 from airflow_spark_async.core.http import parse_retry_after
+from airflow_spark_async.core.paging import Page, pages
 from airflow_spark_async.core.retry import Backoff, ThrottleGate, retry_call
 from airflow_spark_async.core.runtime import Runtime, aload_connection
 from airflow_spark_async.core.spec import BackendOptions
@@ -361,7 +362,8 @@ class AwsClient:
     def __init__(self, settings: AwsSettings, service: str) -> None:
         self.settings = settings
         self.service = service
-        self.gate = ThrottleGate()
+        # core's gate of this client's identity: one per loop, like the client itself
+        self.gate: ThrottleGate = Runtime.current().gate(f"aws|{settings.client_key(service)}")
         self.calls: Counter[str] = Counter()  # observable cost, for tests and benchmarks
         self._client: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
@@ -595,21 +597,19 @@ class AwsBackend(Backend[RequestT]):
 
     async def paged(self, operation: str, items: str, token: str, *, max_pages: int | None = None,
                     **params: Any) -> AsyncIterator[dict[str, Any]]:
-        """Items of a paged list call; ``token`` names the paging field of request and response."""
-        pages = 0
-        while True:
-            answer = await self.call(operation, **params)
+        """Items of a paged list call, through core's :func:`~airflow_spark_async.core.paging.pages`
+        (its page budget); ``token`` names the paging field of request and response."""
+
+        async def fetch(cursor: str | None) -> Page[dict[str, Any], str]:
+            answer = await self.call(operation, **params, **({token: cursor} if cursor else {}))
             listed = answer.get(items)
             if not isinstance(listed, list):
                 raise ServerError(f"{self.service} {operation} answered without {items!r}")
-            for item in listed:
-                if isinstance(item, dict):
-                    yield item
-            pages += 1
-            next_token = answer.get(token)
-            if not next_token or (max_pages is not None and pages >= max_pages):
-                return
-            params[token] = next_token
+            return Page([item for item in listed if isinstance(item, dict)], answer.get(token) or None)
+
+        async for page in pages(fetch, max_pages=max_pages):
+            for item in page.items:
+                yield item
 
     async def cancel_with_retries(self, operation: str, what: str, **params: Any) -> dict[str, Any] | None:
         """Send a cancel request, retrying transient failures a few times (bounded delays).
