@@ -10,8 +10,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+from airflow_spark_async.core.backend import JobState
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.core.states import JobState
 
 __all__ = ["JobState", "SparkJob", "__version__", "get_provider_info"]
 

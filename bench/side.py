@@ -94,7 +94,7 @@ def _install_counter(backend: str, side: str) -> PollCounter | None:
     whose botocore waiter has no such method)."""
     counter = PollCounter()
     if side.startswith("ours"):
-        from airflow_spark_async.core.watcher import Watcher
+        from airflow_spark_async.core.runtime import Watcher
 
         counter.wrap(Watcher, "status")
     elif backend == "livy":

@@ -11,7 +11,7 @@ Names are imported lazily (see :mod:`airflow_spark_async.core.lazy`).
 
 from __future__ import annotations
 
-from airflow_spark_async.core.lazy import lazy_exports
+from airflow_spark_async.core.backend import lazy_exports
 
 _EXPORTS = {
     "DatabricksSubmitRunOperator": "operators",

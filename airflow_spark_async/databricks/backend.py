@@ -32,7 +32,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_spark_async.core.backend import Backend, JobStatus, StatusMany
+from airflow_spark_async.core.backend import Backend, JobState, JobStatus, StatusMany
 from airflow_spark_async.core.errors import (
     ConfigurationError,
     JobNotFoundError,
@@ -41,11 +41,10 @@ from airflow_spark_async.core.errors import (
     SparkAsyncError,
 )
 from airflow_spark_async.core.http import MAX_RETRY_AFTER
-from airflow_spark_async.core.options import BackendOptions, option
 from airflow_spark_async.core.paging import Page, fetch_each, pages
 from airflow_spark_async.core.rest import RestApi
 from airflow_spark_async.core.retry import Backoff
-from airflow_spark_async.core.states import JobState
+from airflow_spark_async.core.spec import BackendOptions, option
 from airflow_spark_async.databricks.auth import DatabricksSettings, SdkAuth
 from airflow_spark_async.databricks.compat.connection import settings_from_connection
 from airflow_spark_async.databricks.request import RUN_NOW, DatabricksRun

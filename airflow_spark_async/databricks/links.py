@@ -6,7 +6,7 @@ from XCom (``ti.xcom_pull(task_ids=..., key="run_page_url")``) keep working afte
 
 from __future__ import annotations
 
-from airflow_spark_async.core.links import JobLink
+from airflow_spark_async.core.operator import JobLink
 
 __all__ = ["XCOM_RUN_PAGE_URL_KEY", "DatabricksJobRunLink"]
 

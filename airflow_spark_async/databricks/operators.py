@@ -13,12 +13,11 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from airflow_spark_async.core.backend import JobStatus
+from airflow_spark_async.core.backend import JobStatus, job_key_from_context
 from airflow_spark_async.core.errors import BackendError
-from airflow_spark_async.core.events import JobEvent
-from airflow_spark_async.core.keys import job_key_from_context
 from airflow_spark_async.core.operator import SparkJobOperator
 from airflow_spark_async.core.spec import SparkJob
+from airflow_spark_async.core.trigger import JobEvent
 from airflow_spark_async.databricks.compat.arguments import RunNowArguments, SubmitRunArguments
 from airflow_spark_async.databricks.hook import DEFAULT_CONN_ID
 from airflow_spark_async.databricks.links import DatabricksJobRunLink

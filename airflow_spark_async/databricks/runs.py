@@ -18,9 +18,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from airflow_spark_async.core.backend import JobStatus
+from airflow_spark_async.core.backend import JobState, JobStatus
 from airflow_spark_async.core.errors import ServerError
-from airflow_spark_async.core.states import JobState
 
 __all__ = ["Run", "RunState", "TaskOutput", "TaskRun", "clean_text", "merge_pages", "trim"]
 

@@ -3,7 +3,7 @@ operator and sensor take the official provider's arguments (docs/livy.md). Names
 
 from __future__ import annotations
 
-from airflow_spark_async.core.lazy import lazy_exports
+from airflow_spark_async.core.backend import lazy_exports
 
 _EXPORTS = {
     "LivyBatchOperator": "operators",

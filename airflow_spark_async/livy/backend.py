@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from yarl import URL
 
-from airflow_spark_async.core.backend import Backend, JobStatus, status_if_carrying
+from airflow_spark_async.core.backend import Backend, JobState, JobStatus, find_key, parse_key, status_if_carrying
 from airflow_spark_async.core.errors import (
     ConfigurationError,
     JobNotFoundError,
@@ -29,11 +29,16 @@ from airflow_spark_async.core.errors import (
     ServerError,
 )
 from airflow_spark_async.core.http import DEFAULT_OPTIONS, HttpOptions, request_json
-from airflow_spark_async.core.keys import find_key, parse_key
-from airflow_spark_async.core.options import BackendOptions, option
 from airflow_spark_async.core.runtime import Runtime
-from airflow_spark_async.core.spec import FILE_FIELDS, K8S_DRIVER_ENV, RESOURCE_FIELDS, YARN_DRIVER_ENV, SparkJob
-from airflow_spark_async.core.states import JobState
+from airflow_spark_async.core.spec import (
+    FILE_FIELDS,
+    K8S_DRIVER_ENV,
+    RESOURCE_FIELDS,
+    YARN_DRIVER_ENV,
+    BackendOptions,
+    SparkJob,
+    option,
+)
 from airflow_spark_async.livy.compat import AUTH_TYPES, check_secret_free, requests_options, split_extra
 
 if TYPE_CHECKING:

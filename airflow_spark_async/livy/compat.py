@@ -27,12 +27,11 @@ from airflow.configuration import conf as airflow_conf
 
 from airflow_spark_async.core.backend import RequestT
 from airflow_spark_async.core.errors import ConfigurationError
-from airflow_spark_async.core.fields import Alias
 from airflow_spark_async.core.ledger import KeyLedger
 from airflow_spark_async.core.operator import SparkJobOperator
-from airflow_spark_async.core.policy import PollPolicy
+from airflow_spark_async.core.retry import PollPolicy
 from airflow_spark_async.core.sensor import SparkJobSensor
-from airflow_spark_async.core.spec import SparkJob
+from airflow_spark_async.core.spec import Alias, SparkJob
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -3,7 +3,7 @@ Livy reports in ``appInfo`` once the application runs (YARN and Kubernetes fill 
 
 from __future__ import annotations
 
-from airflow_spark_async.core.links import JobLink
+from airflow_spark_async.core.operator import JobLink
 
 __all__ = ["LivyBatchLink", "LivyDriverLogLink", "LivySparkUILink"]
 

@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from yarl import URL
 
-from airflow_spark_async.core.backend import Backend, JobStatus
+from airflow_spark_async.core.backend import Backend, JobState, JobStatus
 from airflow_spark_async.core.errors import ConfigurationError, JobNotFoundError, RequestRejected, ServerError
 from airflow_spark_async.core.http import request_json
 from airflow_spark_async.core.runtime import Runtime
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.core.states import JobState
 from airflow_spark_async.standalone.hook import StandaloneSettings
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_spark_async.core.links import JobLink
+from airflow_spark_async.core.operator import JobLink
 
 __all__ = ["SparkDriverLogLink", "SparkMasterUILink"]
 

@@ -14,9 +14,9 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_spark_async.core import trigger as trigger_module
 from airflow_spark_async.core.errors import ConfigurationError
-from airflow_spark_async.core.events import EVENT_VERSION
 from airflow_spark_async.core.http import close_loop_sessions
 from airflow_spark_async.core.operator import SparkJobFailed, SparkJobTimeout
+from airflow_spark_async.core.trigger import EVENT_VERSION
 from tests.conformance.harness import (
     FakeTI,
     Harness,

@@ -21,15 +21,22 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_spark_async.core import trigger as trigger_module
-from airflow_spark_async.core.backend import Backend, JobStatus, split_statuses
+from airflow_spark_async.core.backend import (
+    Backend,
+    JobState,
+    JobStatus,
+    job_key,
+    job_key_from_context,
+    key_family,
+    parse_key,
+    split_statuses,
+)
 from airflow_spark_async.core.errors import AuthError, ConnectionFailed, JobNotFoundError, RateLimitedError
 from airflow_spark_async.core.http import MAX_RETRY_AFTER, parse_retry_after
-from airflow_spark_async.core.keys import job_key, job_key_from_context, key_family, parse_key
 from airflow_spark_async.core.ledger import MemoryLedger, read_entry
 from airflow_spark_async.core.operator import SparkJobFailed, SparkJobOperator, SparkJobTimeout
 from airflow_spark_async.core.sensor import SparkJobSensor
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.core.states import JobState
 from airflow_spark_async.core.trigger import SparkJobTrigger
 
 CONN = "asa_mem"

@@ -34,11 +34,11 @@ from airflow_spark_async.core.errors import (
 from airflow_spark_async.core.http import (
     HttpOptions,
     RefreshingCredentials,
-    close_loop_sessions,
     get_session,
     parse_retry_after,
     request_json,
 )
+from tests.servers.background import serve_app
 
 
 async def _reset(request: web.Request) -> web.Response:
@@ -75,14 +75,8 @@ async def server() -> AsyncIterator[str]:
         app.router.add_get(path, wrapped)
     app.router.add_get("/reset", _reset)
     app.router.add_get("/slow", _slow)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}"
-    await close_loop_sessions()
-    await runner.cleanup()
+    async with serve_app(app) as origin:
+        yield origin
 
 
 @pytest.mark.parametrize(
@@ -302,14 +296,8 @@ async def mtls_server(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
         return web.json_response({"client": dict(x[0] for x in peer["subject"])["commonName"] if peer else None})
 
     app.router.add_get("/ok", ok)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"https://127.0.0.1:{port}", tmp_path
-    await close_loop_sessions()
-    await runner.cleanup()
+    async with serve_app(app, ssl_context=context) as origin:
+        yield origin, tmp_path
 
 
 async def test_a_ca_bundle_and_a_client_certificate_reach_a_mutual_tls_server(
@@ -346,13 +334,8 @@ async def proxy(server: str) -> AsyncIterator[tuple[str, list[tuple[str, str | N
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", forward)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}", seen
-    await runner.cleanup()
+    async with serve_app(app) as origin:
+        yield origin, seen
 
 
 async def test_requests_go_through_the_proxy_of_the_options_with_its_credentials(

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import pytest
 
 from airflow_spark_async.core.errors import ConfigurationError
-from airflow_spark_async.core.options import (
+from airflow_spark_async.core.spec import (
     BackendOptions,
     option,
     parse_bool,

@@ -6,12 +6,11 @@ import random
 
 import pytest
 
+from airflow_spark_async.core.backend import TERMINAL_STATES, JobState, job_key
 from airflow_spark_async.core.errors import ConfigurationError
-from airflow_spark_async.core.events import EVENT_VERSION, EventStatus, JobEvent
-from airflow_spark_async.core.keys import job_key
-from airflow_spark_async.core.policy import PollPolicy
+from airflow_spark_async.core.retry import PollPolicy
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.core.states import TERMINAL_STATES, JobState
+from airflow_spark_async.core.trigger import EVENT_VERSION, EventStatus, JobEvent
 
 
 def test_terminal_states_are_exactly_the_three_ends() -> None:

@@ -8,10 +8,10 @@ import pytest
 from aiohttp import web
 
 from airflow_spark_async.core.errors import RateLimitedError, ServerError
-from airflow_spark_async.core.http import close_loop_sessions
 from airflow_spark_async.core.rest import RestApi
 from airflow_spark_async.core.retry import Backoff
 from airflow_spark_async.core.runtime import Runtime
+from tests.servers.background import serve_app
 
 Server = tuple[str, list[web.Request], list[int]]
 
@@ -30,14 +30,8 @@ async def api_server() -> AsyncIterator[Server]:
 
     app = web.Application()
     app.router.add_route("*", "/api/v1/thing", thing)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/api/v1", seen, answers
-    await close_loop_sessions()
-    await runner.cleanup()
+    async with serve_app(app) as origin:
+        yield f"{origin}/api/v1", seen, answers
 
 
 def _api(base_url: str, **kwargs: object) -> RestApi:

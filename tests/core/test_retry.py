@@ -19,8 +19,7 @@ from airflow_spark_async.core.errors import (
     ServerError,
 )
 from airflow_spark_async.core.http import MAX_RETRY_AFTER
-from airflow_spark_async.core.policy import PollPolicy
-from airflow_spark_async.core.retry import Backoff, ThrottleGate, backoff, retry_call
+from airflow_spark_async.core.retry import Backoff, PollPolicy, ThrottleGate, backoff, retry_call
 
 FAST = Backoff(base=0.001, cap=0.001)
 

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from airflow_spark_async.core import http, watcher
+from airflow_spark_async.core import http
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.http import HttpOptions
-from airflow_spark_async.core.runtime import Runtime
-from airflow_spark_async.core.sync import run_sync
+from airflow_spark_async.core.runtime import Runtime, forget_backend, get_backend, run_sync
 
 
 class _Recorder:
@@ -78,7 +77,7 @@ async def test_a_backend_is_built_once_per_class_connection_and_options() -> Non
     runtime = Runtime.current()
     first = await runtime.backend(_Backend, "rt_test", {"a": 1})  # type: ignore[type-var]
     assert await runtime.backend(_Backend, "rt_test", {"a": 1}) is first  # type: ignore[type-var]
-    assert await watcher.get_backend(_Backend, "rt_test", {"a": 1}) is first  # type: ignore[arg-type]
+    assert await get_backend(_Backend, "rt_test", {"a": 1}) is first  # type: ignore[arg-type]
     other = await runtime.backend(_Backend, "rt_test", {"a": 2})  # type: ignore[type-var]
     assert other is not first and _Backend.built == [("rt_test", {"a": 1}), ("rt_test", {"a": 2})]
     await runtime.close()
@@ -115,7 +114,7 @@ async def test_a_failed_build_is_not_cached_and_a_forgotten_backend_is_rebuilt()
     with pytest.raises(ConfigurationError):
         await runtime.backend(_Backend, "rt_test", {})  # type: ignore[type-var]
     first = await runtime.backend(_Backend, "rt_test", {})  # type: ignore[type-var]
-    watcher.forget_backend(_Backend, "rt_test", {})  # type: ignore[arg-type]
+    forget_backend(_Backend, "rt_test", {})  # type: ignore[arg-type]
     assert await runtime.backend(_Backend, "rt_test", {}) is not first  # type: ignore[type-var]
     await runtime.close()
 

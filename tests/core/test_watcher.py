@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 
-from airflow_spark_async.core.backend import Backend, JobStatus
+from airflow_spark_async.core.backend import Backend, JobState, JobStatus
 from airflow_spark_async.core.errors import JobNotFoundError, RateLimitedError, ServerError
+from airflow_spark_async.core.runtime import Watcher
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.core.states import JobState
-from airflow_spark_async.core.watcher import Watcher
 
 
 class DictBackend(Backend):
@@ -154,7 +153,7 @@ async def test_an_absurd_retry_after_never_holds_the_endpoint_longer_than_the_ca
 def test_watchers_are_keyed_by_identity_and_never_swap_credentials() -> None:
     # Issue 9 defect 9: every new trigger used to swap the shared backend in: runs of team A
     # were then polled with team B's token.
-    from airflow_spark_async.core.watcher import get_watcher
+    from airflow_spark_async.core.runtime import get_watcher
 
     class Tokened(DictBackend):
         def __init__(self, token: str) -> None:

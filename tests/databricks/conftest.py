@@ -75,7 +75,7 @@ def run(make: Callable[[], Awaitable[T]]) -> T:
 
 
 async def backend_for(conn_id: str, **options: Any) -> DatabricksBackend:
-    from airflow_spark_async.core.watcher import get_backend
+    from airflow_spark_async.core.runtime import get_backend
 
     backend = await get_backend(DatabricksBackend, conn_id, options)
     assert isinstance(backend, DatabricksBackend)

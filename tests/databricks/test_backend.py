@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from airflow_spark_async.core.backend import JobState
 from airflow_spark_async.core.errors import AuthError, ConfigurationError, JobNotFoundError, ServerError
-from airflow_spark_async.core.states import JobState
-from airflow_spark_async.core.watcher import Watcher
+from airflow_spark_async.core.runtime import Watcher
 from airflow_spark_async.databricks.backend import DatabricksBackend
 from airflow_spark_async.databricks.request import RUN_NOW, DatabricksRun
 from airflow_spark_async.databricks.runs import RunState

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_spark_async.core.backend import JobState
 from airflow_spark_async.core.http import MAX_RETRY_AFTER, close_loop_sessions
 from airflow_spark_async.core.ledger import MemoryLedger
-from airflow_spark_async.core.states import JobState
 from airflow_spark_async.core.trigger import SparkJobTrigger
 from airflow_spark_async.databricks.backend import DatabricksBackend
 from airflow_spark_async.databricks.operators import DatabricksSubmitRunOperator

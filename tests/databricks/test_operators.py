@@ -86,7 +86,7 @@ def test_a_worker_dying_between_submit_and_record_is_reattached_not_duplicated(
                     first)
     # the worker died after Databricks accepted the run but before the run id was recorded: the
     # ledger holds only the intent the core wrote before submitting
-    from airflow_spark_async.core.keys import job_key, parse_key
+    from airflow_spark_async.core.backend import job_key, parse_key
     from airflow_spark_async.core.ledger import LedgerEntry, write_entry
 
     key = job_key(first.dag_id, first.task_id, first.run_id)

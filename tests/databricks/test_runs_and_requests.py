@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from databricks.sdk.service.jobs import JobsAPI
 
+from airflow_spark_async.core.backend import JobState
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.core.states import JobState
 from airflow_spark_async.databricks.compat.arguments import merge_json, run_now_body, submit_body
 from airflow_spark_async.databricks.request import attempt_token, spark_job_body
 from airflow_spark_async.databricks.runs import Run, RunState, merge_pages, trim

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from airflow_spark_async.core.keys import find_key, key_family
+from airflow_spark_async.core.backend import find_key, key_family
 from airflow_spark_async.emr.ids import StepsRef, parse_tag
 from tests.e2e.airflow_stack import AirflowStack, AirflowStackError
 from tests.emr.moto_aws import MotoAws

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from airflow_spark_async.core.runtime import reset_backends
-from airflow_spark_async.core.sync import run_sync as run  # the worker's bridge: one private loop per call
-from airflow_spark_async.core.watcher import get_backend
+from airflow_spark_async.core.runtime import get_backend, reset_backends
+from airflow_spark_async.core.runtime import run_sync as run  # the worker's bridge: one private loop per call
 from airflow_spark_async.livy.backend import LivyBackend
 from tests.conformance.harness import FakeTI
 from tests.servers.fault_proxy import FaultProxy

@@ -8,10 +8,9 @@ import time
 
 import pytest
 
+from airflow_spark_async.core.backend import JobState, job_key
 from airflow_spark_async.core.errors import JobNotFoundError
-from airflow_spark_async.core.keys import job_key
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.core.states import JobState
 from airflow_spark_async.core.trigger import watch_job
 from airflow_spark_async.livy.backend import BATCH_STATES, LivyBatchRequest, batch_name
 from airflow_spark_async.livy.triggers import LivyBatchTrigger

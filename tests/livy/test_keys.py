@@ -13,12 +13,10 @@ from collections.abc import Mapping
 
 import pytest
 
-from airflow_spark_async.core.backend import JobStatus
+from airflow_spark_async.core.backend import JobState, JobStatus, job_key, parse_key
 from airflow_spark_async.core.errors import JobNotFoundError
-from airflow_spark_async.core.keys import job_key, parse_key
+from airflow_spark_async.core.runtime import get_watcher
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.core.states import JobState
-from airflow_spark_async.core.watcher import get_watcher
 from airflow_spark_async.livy.backend import LivyBatchRequest, batch_name
 from tests.livy.conftest import CONN, backend, run, set_conn
 from tests.livy.test_backend import wait_state

@@ -27,7 +27,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_spark_async.core.backend import Backend, JobStatus
+from airflow_spark_async.core.backend import Backend, JobState, JobStatus, parse_key
 from airflow_spark_async.core.errors import (
     AuthError,
     ConnectionFailed,
@@ -36,8 +36,6 @@ from airflow_spark_async.core.errors import (
     ServerError,
 )
 from airflow_spark_async.core.http import parse_retry_after
-from airflow_spark_async.core.keys import parse_key
-from airflow_spark_async.core.states import JobState
 from airflow_spark_async.core.trigger import SparkJobTrigger
 from tests.sim.vloop import ROLE, Crashed
 

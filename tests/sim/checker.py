@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from airflow_spark_async.core.backend import JobState
 from airflow_spark_async.core.ledger import MemoryLedger, read_entry
-from airflow_spark_async.core.states import JobState
 
 if TYPE_CHECKING:
     from tests.sim.backends import SimJob

@@ -13,8 +13,8 @@ import os
 
 import pytest
 
+from airflow_spark_async.core.backend import JobState
 from airflow_spark_async.core.errors import ConnectionFailed, JobNotFoundError, RateLimitedError
-from airflow_spark_async.core.states import JobState
 from tests.sim.backends import MODELS
 from tests.sim.checker import documented
 from tests.sim.run import report, run_schedules

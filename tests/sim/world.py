@@ -42,9 +42,10 @@ from airflow.sdk.bases.operator import ExecutorSafeguard
 from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType, TaskDeferred
 from airflow.sdk.execution_time.comms import ErrorResponse
 
-from airflow_spark_async.core import clock, ledger, sync
+from airflow_spark_async.core import backend as core_backend
+from airflow_spark_async.core import ledger, retry, runtime
+from airflow_spark_async.core.backend import job_key_from_context, key_family
 from airflow_spark_async.core.errors import ConnectionFailed
-from airflow_spark_async.core.keys import job_key_from_context, key_family
 from airflow_spark_async.core.operator import SparkJobOperator
 from airflow_spark_async.core.trigger import SparkJobTrigger
 from tests.sim.backends import MODELS, Server, SimJob, fault_exception, slow
@@ -717,10 +718,8 @@ def installed(world: World) -> Iterator[None]:
     global _current
     import asgiref.sync
 
-    from airflow_spark_async.core import keys, runtime
-
     originals = (BaseHook.__dict__["get_connection"], BaseHook.__dict__["aget_connection"],
-                 asgiref.sync.sync_to_async, keys.deployment_salt)
+                 asgiref.sync.sync_to_async, core_backend.deployment_salt)
 
     def get_connection(cls: type, conn_id: str) -> Connection:
         return current_world().connection()
@@ -738,24 +737,24 @@ def installed(world: World) -> Iterator[None]:
     # The core's jitter draws from the global random module: seed it, or a seed would not replay.
     random_state = random.getstate()
     random.seed(f"{world.semantics}:{world.seed}:jitter")
-    clock.set_clock(world.loop.now, world.loop.time)
-    sync.set_runner(runner)
+    retry.set_clock(world.loop.now, world.loop.time)
+    runtime.set_runner(runner)
     ledger.set_default_ledger(world.ledger)
     BaseHook.get_connection = classmethod(get_connection)  # type: ignore[method-assign,assignment]
     BaseHook.aget_connection = classmethod(aget_connection)  # type: ignore[method-assign,assignment]
     asgiref.sync.sync_to_async = sync_to_async  # type: ignore[assignment]
-    keys.deployment_salt = lambda: world.salt  # Airflow's config, read once per world (it is slow)
+    core_backend.deployment_salt = lambda: world.salt  # Airflow's config, read once per world (it is slow)
     runtime.reset_backends()  # backends are cached per process; a world is one deployment's life
     try:
         yield
     finally:
         (BaseHook.get_connection, BaseHook.aget_connection, asgiref.sync.sync_to_async,  # type: ignore[method-assign]
-         keys.deployment_salt) = originals
+         core_backend.deployment_salt) = originals
         ledger.set_default_ledger(None)
         runtime.reset_backends()
         random.setstate(random_state)
-        sync.set_runner()
-        clock.set_clock()
+        runtime.set_runner()
+        retry.set_clock()
         _current = None
 
 

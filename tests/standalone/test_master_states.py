@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import pytest
 
+from airflow_spark_async.core.backend import JobState
 from airflow_spark_async.core.errors import (
     JobNotFoundError,
     RequestRejected,
@@ -19,7 +20,6 @@ from airflow_spark_async.core.errors import (
 )
 from airflow_spark_async.core.http import close_loop_sessions
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.core.states import JobState
 from airflow_spark_async.standalone.backend import StandaloneBackend
 from airflow_spark_async.standalone.hook import StandaloneSettings
 from tests.standalone.fake_master import FakeMaster, FakeWorkerUI

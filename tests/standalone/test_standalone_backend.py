@@ -16,12 +16,12 @@ from typing import Any, TypeVar
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_spark_async.core.backend import JobState
 from airflow_spark_async.core.errors import JobNotFoundError
 from airflow_spark_async.core.http import close_loop_sessions
 from airflow_spark_async.core.operator import SparkJobFailed
+from airflow_spark_async.core.runtime import get_backend
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.core.states import JobState
-from airflow_spark_async.core.watcher import get_backend
 from airflow_spark_async.standalone.backend import StandaloneBackend, build_create_request
 from airflow_spark_async.standalone.hook import StandaloneSettings
 from airflow_spark_async.standalone.sensors import SparkStandaloneDriverSensor

@@ -25,10 +25,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_spark_async.core.errors import ConfigurationError
-from airflow_spark_async.core.fields import Alias
 from airflow_spark_async.core.operator import SparkJobOperator
 from airflow_spark_async.core.sensor import SparkJobSensor
-from airflow_spark_async.core.spec import SparkJob
+from airflow_spark_async.core.spec import Alias, SparkJob
 from airflow_spark_async.databricks.hook import DEFAULT_CONN_ID
 from airflow_spark_async.databricks.request import RUN_NOW, SUBMIT, DatabricksRun, spark_job_body, task_key_for
 

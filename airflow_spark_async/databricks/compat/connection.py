@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_spark_async.core.errors import ConfigurationError
-from airflow_spark_async.core.options import parse_bool
+from airflow_spark_async.core.spec import parse_bool
 from airflow_spark_async.databricks.auth import DatabricksSettings
 
 if TYPE_CHECKING:
