@@ -38,6 +38,7 @@ from airflow_spark_async.core.operator import SparkJobFailed, SparkJobOperator, 
 from airflow_spark_async.core.sensor import SparkJobSensor
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.core.trigger import SparkJobTrigger
+from tests.conformance import harness
 
 CONN = "asa_mem"
 os.environ[f"AIRFLOW_CONN_{CONN.upper()}"] = json.dumps({"conn_type": "http", "host": "mem"})
@@ -144,19 +145,14 @@ class FakeTask:
 
 
 @dataclasses.dataclass
-class FakeTI:
+class FakeTI(harness.FakeTI):
+    """The conformance suite's task instance, with what a key's generation and the deadline read."""
+
     dag_id: str = "d"
     task_id: str = "t"
-    run_id: str = "manual__1"
-    map_index: int = -1
-    try_number: int = 1
     max_tries: int = 3
     task: FakeTask = dataclasses.field(default_factory=FakeTask)
     start_date: dt.datetime | None = None
-    xcoms: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
 
 
 @dataclasses.dataclass
