@@ -27,7 +27,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from typing import Generic, TypeVar
 
-__all__ = ["Coalescer"]
+__all__ = ["Coalescer", "settle"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -132,10 +132,18 @@ class Coalescer(Generic[K, V]):
                 outcome = self._missing(key)
             else:
                 outcome = LookupError(f"{self.name}: the fetch did not answer for {key!r}")
-            for future in waiting.get(key, ()):
-                if future.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+            settle(waiting.get(key, ()), outcome)
+
+
+def settle(futures: Iterable[asyncio.Future[V]], outcome: V | BaseException) -> None:
+    """Give every future still waiting the one outcome: an exception is raised in each waiter.
+
+    A future already done (its waiter gave up, or an earlier answer settled it) is left alone.
+    """
+    for future in futures:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

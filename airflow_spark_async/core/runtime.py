@@ -51,6 +51,7 @@ import aiohttp
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException, AirflowRuntimeError
 
+from airflow_spark_async.core.coalescer import settle
 from airflow_spark_async.core.errors import ConfigurationError, ConnectionFailed, RateLimitedError, TransientError
 from airflow_spark_async.core.http import DEFAULT_OPTIONS, HttpOptions
 from airflow_spark_async.core.retry import ThrottleGate, cap_retry_after, clock
@@ -440,13 +441,7 @@ class Watcher:
 
     async def _answer(self, batch: dict[str, list[asyncio.Future[JobStatus]]]) -> None:
         def deliver(job_id: str, outcome: JobStatus | BaseException) -> None:
-            for future in batch.pop(job_id, ()):
-                if future.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+            settle(batch.pop(job_id, ()), outcome)
 
         finished: dict[str, JobStatus] = {}
         if len(batch) >= self.list_threshold:
