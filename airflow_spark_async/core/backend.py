@@ -24,7 +24,9 @@ import dataclasses
 import enum
 import hashlib
 import importlib
+import json
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -43,6 +45,7 @@ __all__ = [
     "RequestT",
     "StatusMany",
     "cancel_job",
+    "credential_digest",
     "deployment_salt",
     "find_key",
     "job_key",
@@ -54,6 +57,23 @@ __all__ = [
     "status_if_carrying",
     "submit_job",
 ]
+
+
+#: salts :func:`credential_digest`; made once per process and never persisted
+_DIGEST_SALT = os.urandom(16)
+
+
+def credential_digest(*credentials: object) -> str:
+    """A digest that tells two sets of credentials apart without holding them: what a backend folds
+    into its :meth:`Backend.identity`, and how it notices a rotation.
+
+    sha256 over a random salt made once per process: digests are only compared inside one process
+    (watchers, throttle gates and clients are per process), and the salt makes a logged digest
+    useless for guessing a weak secret offline. ``credentials`` must be JSON-able (others are
+    ``str()``-ed); mappings are compared regardless of their order. Twelve hex digits: enough to tell
+    the credentials of one process apart, short enough to read in a log line."""
+    raw = json.dumps(credentials, sort_keys=True, default=str)
+    return hashlib.sha256(_DIGEST_SALT + raw.encode()).hexdigest()[:12]
 
 
 # -------------------- states ----------------------------------------------------------------
@@ -169,8 +189,8 @@ class Backend(abc.ABC, Generic[RequestT]):
 
     def identity(self) -> str:
         """Endpoint *and* credentials: watchers are keyed by it, so jobs of one principal are never
-        polled with another's token. Backends whose credentials can differ per connection fold a
-        digest of them in (never the secret itself); the default is :attr:`watch_key`."""
+        polled with another's token. Backends whose credentials can differ per connection fold
+        :func:`credential_digest` of them in (never the secret itself); the default is :attr:`watch_key`."""
         return self.watch_key
 
     @abc.abstractmethod

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
-import json
 import math
-import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from airflow_spark_async.core.backend import credential_digest
 from airflow_spark_async.core.errors import AuthError, ConfigurationError, ConnectionFailed, ServerError
 from airflow_spark_async.core.http import RefreshingCredentials
 
@@ -34,8 +32,6 @@ OAUTH_HEADERS_TTL = 60.0
 #: default retry budget is five minutes, far longer than a poll cycle should wait
 SDK_HTTP_TIMEOUT = 30
 SDK_RETRY_TIMEOUT = 60
-#: salts credential digests (:attr:`DatabricksSettings.identity`); per process, never persisted
-_IDENTITY_SALT = os.urandom(16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,13 +53,8 @@ class DatabricksSettings:
     @property
     def identity(self) -> str:
         """A digest of the auth method and credentials (never the secrets themselves): what tells
-        two connections to one workspace apart, and keys watchers and shared SDK configs.
-
-        sha256 over a random salt made once per process: identities are only compared inside one
-        process, and the salt makes a logged identity useless for guessing a weak secret (a basic
-        auth password) offline."""
-        raw = json.dumps([self.auth_type, self.azure_ad_endpoint, dict(self.credentials)], sort_keys=True)
-        return hashlib.sha256(_IDENTITY_SALT + raw.encode()).hexdigest()[:32]
+        two connections to one workspace apart, and keys watchers and shared SDK configs."""
+        return credential_digest(self.auth_type, self.azure_ad_endpoint, self.credentials)
 
     def static_auth(self) -> dict[str, str] | None:
         """The headers of a PAT or basic auth — exactly what databricks-sdk's ``pat_auth`` and

@@ -29,7 +29,6 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import re
@@ -48,7 +47,7 @@ from aiobotocore.session import AioSession  # type: ignore[import-untyped]
 from botocore import exceptions as bx  # type: ignore[import-untyped]
 from botocore.loaders import create_loader  # type: ignore[import-untyped]
 
-from airflow_spark_async.core.backend import Backend, RequestT
+from airflow_spark_async.core.backend import Backend, RequestT, credential_digest
 from airflow_spark_async.core.errors import (
     AuthError,
     BackendError,
@@ -64,6 +63,7 @@ from airflow_spark_async.core.paging import Page, pages
 from airflow_spark_async.core.retry import Backoff, ThrottleGate, retry_call
 from airflow_spark_async.core.runtime import Runtime, aload_connection
 from airflow_spark_async.core.spec import BackendOptions
+from airflow_spark_async.emr.compat import connection_fields
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -216,14 +216,9 @@ class AwsOptions(BackendOptions):
 
 @dataclasses.dataclass(frozen=True)
 class AwsSettings:
-    """An Airflow ``aws`` connection, parsed once; secrets are excluded from ``repr``.
-
-    Read from the connection (the amazon provider's field names): login / password (access key
-    id / secret), extra ``aws_session_token``, ``region_name``, ``endpoint_url``,
-    ``service_config`` (``{"emr": {"endpoint_url": ...}}``), ``role_arn`` with
-    ``assume_role_kwargs`` (``assume_role_method`` must be ``assume_role``), ``profile_name``,
-    ``verify``, ``botocore_config`` / ``config_kwargs``. An empty connection means the default
-    credential chain (environment, instance or task role).
+    """An Airflow ``aws`` connection, parsed once (:func:`~.compat.connection_fields` reads the amazon
+    provider's field names); secrets are excluded from ``repr``. An empty connection means the
+    default credential chain (environment, instance or task role).
     """
 
     conn_id: str
@@ -241,46 +236,9 @@ class AwsSettings:
 
     @classmethod
     def from_connection(cls, conn: Connection, options: Mapping[str, Any] | None = None) -> AwsSettings:
-        """Parse ``conn``; ``options`` (backend options) override region, verify and botocore config."""
-        options = options or {}
-        extra: dict[str, Any] = dict(conn.extra_dejson or {})
-        method = extra.get("assume_role_method")
-        if method not in (None, "", "assume_role"):
-            raise ConfigurationError(
-                f"connection {conn.conn_id!r}: assume_role_method={method!r} is not supported by airflow-spark-async; "
-                "use 'assume_role' (role_arn + assume_role_kwargs) or give the keys of a principal directly"
-            )
-        service_config = extra.get("service_config") or {}
-        if not isinstance(service_config, Mapping):
-            raise ConfigurationError(f"connection {conn.conn_id!r}: service_config must be a JSON object")
-        config = options.get("botocore_config") or extra.get("botocore_config") or extra.get("config_kwargs") or {}
-        if not isinstance(config, Mapping):
-            raise ConfigurationError(f"connection {conn.conn_id!r}: botocore_config must be a JSON object")
-        assume_kwargs = extra.get("assume_role_kwargs") or {}
-        if not isinstance(assume_kwargs, Mapping):
-            raise ConfigurationError(f"connection {conn.conn_id!r}: assume_role_kwargs must be a JSON object")
-        access_key = conn.login or extra.get("aws_access_key_id") or None
-        secret_key = conn.password or extra.get("aws_secret_access_key") or None
-        if bool(access_key) != bool(secret_key):
-            raise ConfigurationError(
-                f"connection {conn.conn_id!r}: give both the access key id (login) and the secret access key "
-                "(password), or neither to use the default credential chain"
-            )
-        verify = options.get("verify", extra.get("verify"))
-        return cls(
-            conn_id=conn.conn_id,
-            region_name=options.get("region_name") or extra.get("region_name") or None,
-            endpoint_url=extra.get("endpoint_url") or None,
-            service_config={str(k): dict(v) for k, v in service_config.items() if isinstance(v, Mapping)},
-            verify=verify if verify not in ("", None) else None,
-            botocore_config=dict(config),
-            profile_name=extra.get("profile_name") or None,
-            role_arn=extra.get("role_arn") or None,
-            assume_role_kwargs=dict(assume_kwargs),
-            access_key=access_key,
-            secret_key=secret_key,
-            session_token=extra.get("aws_session_token") or None,
-        )
+        """Parse ``conn`` (the amazon provider's connection format: :func:`~.compat.connection_fields`);
+        ``options`` (backend options) override region, verify and botocore config."""
+        return cls(**connection_fields(conn, options or {}))
 
     def endpoint_for(self, service: str) -> str | None:
         """The endpoint of ``service``: ``service_config.<service>.endpoint_url``, else ``endpoint_url``."""
@@ -297,13 +255,8 @@ class AwsSettings:
     @property
     def fingerprint(self) -> str:
         """A digest of everything that decides the credentials, to notice a rotation (never logged)."""
-        raw = json.dumps(
-            [self.access_key, self.secret_key, self.session_token, self.role_arn, self.assume_role_kwargs,
-             self.profile_name],
-            sort_keys=True,
-            default=str,
-        )
-        return hashlib.sha256(raw.encode()).hexdigest()
+        return credential_digest(self.access_key, self.secret_key, self.session_token, self.role_arn,
+                                 self.assume_role_kwargs, self.profile_name)
 
     @property
     def partition(self) -> str:

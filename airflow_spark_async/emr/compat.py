@@ -16,11 +16,14 @@ import ast
 import json
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.runtime import load_connection
 from airflow_spark_async.core.spec import Alias
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
 
 __all__ = [
     "AWS_TEMPLATE_FIELDS",
@@ -28,6 +31,7 @@ __all__ = [
     "AwsArgs",
     "WaitPolicy",
     "check_attempts",
+    "connection_fields",
     "job_flow_config",
     "official_waiter",
     "parse_steps",
@@ -100,6 +104,53 @@ class AwsArgs:
     def watch_options(self) -> dict[str, Any]:
         """Backend options of this task beyond the AWS ones (cluster, application, stop states)."""
         return {}
+
+
+def connection_fields(conn: Connection, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of :class:`~airflow_spark_async.emr.aws.AwsSettings` from an ``aws`` connection,
+    read as the amazon provider reads it: login / password (access key id / secret) or extra
+    ``aws_access_key_id`` / ``aws_secret_access_key``, ``aws_session_token``, ``region_name``,
+    ``endpoint_url``, ``service_config``, ``role_arn`` with ``assume_role_kwargs`` (only
+    ``assume_role_method="assume_role"``), ``profile_name``, ``verify``, ``botocore_config`` or its
+    older name ``config_kwargs``. ``options`` (backend options) override region, verify and config."""
+    what = f"connection {conn.conn_id!r}"
+    extra: dict[str, Any] = dict(conn.extra_dejson or {})
+    method = extra.get("assume_role_method")
+    if method not in (None, "", "assume_role"):
+        raise ConfigurationError(
+            f"{what}: assume_role_method={method!r} is not supported by airflow-spark-async; "
+            "use 'assume_role' (role_arn + assume_role_kwargs) or give the keys of a principal directly"
+        )
+
+    def json_object(name: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value or {}, Mapping):
+            raise ConfigurationError(f"{what}: {name} must be a JSON object")
+        return dict(value or {})
+
+    service_config = json_object("service_config", extra.get("service_config"))
+    config = options.get("botocore_config") or extra.get("botocore_config") or extra.get("config_kwargs")
+    access_key = conn.login or extra.get("aws_access_key_id") or None
+    secret_key = conn.password or extra.get("aws_secret_access_key") or None
+    if bool(access_key) != bool(secret_key):
+        raise ConfigurationError(
+            f"{what}: give both the access key id (login) and the secret access key (password), or neither to "
+            "use the default credential chain"
+        )
+    verify = options.get("verify", extra.get("verify"))
+    return {
+        "conn_id": conn.conn_id,
+        "region_name": options.get("region_name") or extra.get("region_name") or None,
+        "endpoint_url": extra.get("endpoint_url") or None,
+        "service_config": {str(k): dict(v) for k, v in service_config.items() if isinstance(v, Mapping)},
+        "verify": verify if verify not in ("", None) else None,
+        "botocore_config": json_object("botocore_config", config),
+        "profile_name": extra.get("profile_name") or None,
+        "role_arn": extra.get("role_arn") or None,
+        "assume_role_kwargs": json_object("assume_role_kwargs", extra.get("assume_role_kwargs")),
+        "access_key": access_key,
+        "secret_key": secret_key,
+        "session_token": extra.get("aws_session_token") or None,
+    }
 
 
 def check_attempts(value: Any, name: str) -> int:

@@ -14,14 +14,21 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from yarl import URL
 
-from airflow_spark_async.core.backend import Backend, JobState, JobStatus, find_key, parse_key, status_if_carrying
+from airflow_spark_async.core.backend import (
+    Backend,
+    JobState,
+    JobStatus,
+    credential_digest,
+    find_key,
+    parse_key,
+    status_if_carrying,
+)
 from airflow_spark_async.core.errors import (
     ConfigurationError,
     JobNotFoundError,
@@ -137,8 +144,8 @@ class LivySettings:
     @property
     def identity(self) -> str:
         """Endpoint *and* who asks (principals may see different batches): the headers enter as a
-        12-hex-digit digest, never as the secret itself."""
-        return f"{self.base_url}|{hashlib.sha256(repr(sorted(self.headers.items())).encode()).hexdigest()[:12]}"
+        digest, never as the secret itself."""
+        return f"{self.base_url}|{credential_digest(self.headers)}"
 
     @classmethod
     def from_connection(cls, conn: Connection, options: LivyOptions) -> LivySettings:

@@ -14,14 +14,13 @@ What the master cannot do shapes the rest (docs/standalone.md tells it in full):
 from __future__ import annotations
 
 import collections
-import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from yarl import URL
 
-from airflow_spark_async.core.backend import Backend, JobState, JobStatus
+from airflow_spark_async.core.backend import Backend, JobState, JobStatus, credential_digest
 from airflow_spark_async.core.errors import ConfigurationError, JobNotFoundError, RequestRejected, ServerError
 from airflow_spark_async.core.http import request_json
 from airflow_spark_async.core.runtime import Runtime
@@ -117,10 +116,9 @@ class StandaloneBackend(Backend[SparkJob]):
         return self.settings.rest_url
 
     def identity(self) -> str:
-        """The REST endpoint and the first 12 hex digits of a SHA-256 digest of the credentials
-        (never the token): two connections with different tokens never share a watcher."""
-        digest = hashlib.sha256(repr(sorted(self.settings.headers.items())).encode()).hexdigest()[:12]
-        return f"{self.settings.rest_url}|{digest}"
+        """The REST endpoint and a digest of the credentials (never the token): two connections with
+        different tokens never share a watcher."""
+        return f"{self.settings.rest_url}|{credential_digest(self.settings.headers)}"
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
         origin = str(URL(url).origin())
