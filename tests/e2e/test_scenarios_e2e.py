@@ -9,6 +9,10 @@ backend (tests/e2e/backends.py says how each service is driven):
 * **slot release** — with :data:`SLOTS` worker slots, more jobs than slots run at once (deferral);
 * **triggerer SIGKILL** — a new triggerer picks the deferred task up; the run succeeds in its first
   try with exactly one job (I1, I4);
+
+The slot and SIGKILL scenarios of all backends run at once (a module fixture starts them, one test
+per backend checks its part): their time is waiting for jobs, task runs and a triggerer restart,
+which the backends then share instead of paying it four times.
 plus the example DAGs that only one backend has (EMR's create → step → terminate pipeline,
 Databricks' notebook, python and jar DAGs).
 
@@ -25,22 +29,25 @@ import json
 import signal
 import time
 import uuid
+from dataclasses import dataclass, field
 
 import pytest
 
 from tests.e2e.airflow_stack import AirflowStack
-from tests.e2e.backends import SLOTS, Backend, Servers, Ti, db_rows, live_triggerers, set_parallelism
+from tests.e2e.backends import BACKENDS, SLOTS, Backend, Servers, Ti, db_rows, live_triggerers, set_parallelism
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
 ALL = ["standalone", "livy", "emr", "databricks"]
 #: A job that must outlive the scenario (it ends cancelled): ten minutes, far beyond any wait.
 FOREVER = 600
-#: Slot scenario: how long each job runs. Long enough that the next job is submitted — one task
-#: run on the only slot, seconds on a loaded machine — while the first one still runs.
-SLOT_JOB_SECONDS = 20
-#: SIGKILL scenario: the job still runs when the triggerer is killed right after its first poll.
-SIGKILL_JOB_SECONDS = 20
+#: Slot scenario: how long each job runs. Long enough that a backend's next job is submitted — one
+#: task run on the only slot (the backends' task runs queue there side by side), seconds on a
+#: loaded machine — while its first one still runs.
+SLOT_JOB_SECONDS = 30
+#: SIGKILL scenario: every backend's job still runs when the triggerer is killed, which is right
+#: after the last of them was first polled.
+SIGKILL_JOB_SECONDS = 60
 #: Moved-trigger scenario: the job runs through the handover (heartbeat threshold + reassignment).
 MOVED_JOB_SECONDS = 40
 
@@ -128,30 +135,66 @@ def test_a_trigger_moved_to_another_triggerer_does_not_cancel_the_job(stack: Air
         stack.stop_component("triggerer-b")
 
 
-@pytest.mark.parametrize("backend", ALL, indirect=True)
-def test_worker_slots_are_free_while_jobs_run(stack: AirflowStack, backend: Backend) -> None:
-    """:data:`SLOTS` + 1 jobs on :data:`SLOTS` worker slots. Holding a slot per job, at most SLOTS jobs
-    could ever run at once; more deferred tasks and more running jobs than slots prove the slots were
-    free while jobs ran — whatever the machine's load, unlike a bound on the makespan (printed)."""
+def _parsed(stack: AirflowStack, servers: Servers, name: str) -> Backend:
+    """The backend ``name`` of the shared stack, its job DAG parsed (what the ``backend`` fixture
+    gives one scenario, for the fixtures that run every backend's scenario at once)."""
+    backend = BACKENDS[name](stack, servers)
+    stack.wait_for_dag(backend.dag_id, timeout=180)
+    return backend
+
+
+@dataclass
+class FanOut:
+    """One backend's part of the slot scenario: its jobs, and the most seen at once."""
+
+    backend: Backend
+    before: object
+    tis: list[Ti]
+    most_deferred: int = 0
+    most_running: int = 0
+    makespan: float | None = None
+    runs: list[tuple[str, str]] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def fan_outs(stack: AirflowStack, servers: Servers) -> dict[str, FanOut]:
+    """:data:`SLOTS` + 1 jobs of every backend at once on :data:`SLOTS` worker slots, sampled every
+    second until every run ended: how many of each backend's tasks were deferred, and how many of
+    its jobs ran, at once."""
+    chosen = {name: _parsed(stack, servers, name) for name in ALL}
     set_parallelism(stack, SLOTS)
-    before = backend.snapshot()
     started = time.monotonic()
-    tis = backend.start_fan_out("slots", SLOT_JOB_SECONDS)
-    runs = sorted({(ti.dag_id, ti.run_id) for ti in tis})
-    most_deferred = most_running = 0
-    while any(stack.dag_run_state(*run) not in ("success", "failed") for run in runs):
-        states = [t["state"] for run in runs for t in stack.task_instances(*run)]
-        most_deferred = max(most_deferred, states.count("deferred"))
-        most_running = max(most_running, backend.running_jobs(tis, before))
-        assert time.monotonic() - started < 600, f"runs did not finish: {states}"
+    outs = {}
+    for name, backend in chosen.items():
+        before = backend.snapshot()
+        outs[name] = FanOut(backend, before, backend.start_fan_out("slots", SLOT_JOB_SECONDS))
+        outs[name].runs = sorted({(ti.dag_id, ti.run_id) for ti in outs[name].tis})
+    while waiting := [out for out in outs.values() if out.makespan is None]:
+        for out in waiting:
+            states = [t["state"] for run in out.runs for t in stack.task_instances(*run)]
+            out.most_deferred = max(out.most_deferred, states.count("deferred"))
+            out.most_running = max(out.most_running, out.backend.running_jobs(out.tis, out.before))
+            if all(stack.dag_run_state(*run) in ("success", "failed") for run in out.runs):
+                out.makespan = time.monotonic() - started
+        assert time.monotonic() - started < 900, f"runs did not finish: {[out.backend for out in waiting]}"
         time.sleep(1)
-    makespan = time.monotonic() - started
-    assert [stack.dag_run_state(*run) for run in runs] == ["success"] * len(runs), stack.dump_logs()
-    backend.check_fan_out(tis, before)
-    assert most_deferred > SLOTS, f"at most {most_deferred} tasks were deferred at once on {SLOTS} slot(s)"
-    assert most_running > SLOTS, f"at most {most_running} jobs ran at once on {SLOTS} worker slot(s)"
-    print(f"\n{backend} slot release: {len(tis)} x {SLOT_JOB_SECONDS}s jobs on {SLOTS} worker slot(s) in "
-          f"{makespan:.0f}s; up to {most_deferred} tasks deferred and {most_running} jobs running at once")
+    return outs
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_worker_slots_are_free_while_jobs_run(stack: AirflowStack, fan_outs: dict[str, FanOut], name: str) -> None:
+    """:data:`SLOTS` + 1 jobs of the backend (beside every other backend's) on :data:`SLOTS` worker
+    slots. Holding a slot per job, at most SLOTS jobs could ever run at once; more deferred tasks and
+    more running jobs than slots prove the slots were free while jobs ran — whatever the machine's
+    load, unlike a bound on the makespan (printed)."""
+    out = fan_outs[name]
+    assert [stack.dag_run_state(*run) for run in out.runs] == ["success"] * len(out.runs), stack.dump_logs()
+    out.backend.check_fan_out(out.tis, out.before)
+    assert out.most_deferred > SLOTS, f"at most {out.most_deferred} tasks were deferred at once on {SLOTS} slot(s)"
+    assert out.most_running > SLOTS, f"at most {out.most_running} jobs ran at once on {SLOTS} worker slot(s)"
+    print(f"\n{name} slot release: {len(out.tis)} x {SLOT_JOB_SECONDS}s jobs on {SLOTS} worker slot(s), beside "
+          f"the other backends', done after {out.makespan:.0f}s; up to {out.most_deferred} tasks deferred and "
+          f"{out.most_running} jobs running at once")
 
 
 PIPELINE_DAG = "emr_create_step_terminate"
@@ -218,19 +261,45 @@ def test_the_databricks_example_dags_run_to_success(
     assert servers.databricks.rejected == [], "every request the examples sent matches databricks-sdk's models"
 
 
-@pytest.mark.parametrize("backend", ALL, indirect=True)
-def test_triggerer_sigkill_then_restart_completes_with_exactly_one_job(stack: AirflowStack, backend: Backend) -> None:
-    before = backend.snapshot()
-    ti = backend.start("sigkill", SIGKILL_JOB_SECONDS)
-    # Kill the triggerer while it runs the trigger (its first poll is logged), not before it started it.
-    job = _deferred_and_running(stack, backend, ti)
+@dataclass(frozen=True)
+class Killed:
+    """One backend's part of the SIGKILL scenario, as it stood when the triggerer was killed."""
+
+    backend: Backend
+    before: object
+    ti: Ti
+    job: str
+    state_after_kill: str | None
+
+
+@pytest.fixture(scope="module")
+def sigkilled(stack: AirflowStack, servers: Servers) -> tuple[dict[str, Killed], float]:
+    """A job of every backend deferred and running in the triggerer (each first polled), then the
+    triggerer SIGKILLed and a new one started; returns each backend's part and the restart time."""
+    chosen = {name: _parsed(stack, servers, name) for name in ALL}
+    set_parallelism(stack, len(ALL))  # the submits side by side: every job must outlive the last one's
+    started = {name: (backend, backend.snapshot(), backend.start("sigkill", SIGKILL_JOB_SECONDS))
+               for name, backend in chosen.items()}
+    jobs = {name: _deferred_and_running(stack, backend, ti) for name, (backend, _, ti) in started.items()}
     assert stack.kill_triggerer(signal.SIGKILL)
-    assert stack.task_state(ti.dag_id, ti.run_id, ti.task_id) == "deferred"
+    killed = {name: Killed(backend, before, ti, jobs[name], stack.task_state(ti.dag_id, ti.run_id, ti.task_id))
+              for name, (backend, before, ti) in started.items()}
     restarted = time.monotonic()
     stack.start_triggerer()
+    return killed, restarted
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_triggerer_sigkill_then_restart_completes_with_exactly_one_job(
+    stack: AirflowStack, sigkilled: tuple[dict[str, Killed], float], name: str
+) -> None:
+    killed, restarted = sigkilled
+    backend, ti = killed[name].backend, killed[name].ti
+    # Killed while it ran the trigger (its first poll was logged), not before it started it.
+    assert killed[name].state_after_kill == "deferred"
     assert stack.wait_for_dag_run(ti.dag_id, ti.run_id, timeout=300) == "success", stack.dump_logs()
-    jobs = backend.jobs_of(ti, before)
-    assert len(jobs) == 1, f"expected exactly one job ({job}), got {jobs}"
+    jobs = backend.jobs_of(ti, killed[name].before)
+    assert len(jobs) == 1, f"expected exactly one job ({killed[name].job}), got {jobs}"
     assert stack.task_instance(ti.dag_id, ti.run_id, ti.task_id)["try_number"] == 1, "resumed, not retried"
     backend.check_the_one_job(ti, jobs[0])
     print(f"\n{backend} triggerer SIGKILL: run succeeded {time.monotonic() - restarted:.1f}s after the restart")
