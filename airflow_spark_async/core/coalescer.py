@@ -27,7 +27,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from typing import Generic, TypeVar
 
-__all__ = ["Coalescer", "settle"]
+from airflow_spark_async.core.runtime import settle
+
+__all__ = ["Coalescer"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -134,16 +136,3 @@ class Coalescer(Generic[K, V]):
                 outcome = LookupError(f"{self.name}: the fetch did not answer for {key!r}")
             settle(waiting.get(key, ()), outcome)
 
-
-def settle(futures: Iterable[asyncio.Future[V]], outcome: V | BaseException) -> None:
-    """Give every future still waiting the one outcome: an exception is raised in each waiter.
-
-    A future already done (its waiter gave up, or an earlier answer settled it) is left alone.
-    """
-    for future in futures:
-        if future.done():
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)

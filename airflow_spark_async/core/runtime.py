@@ -44,14 +44,13 @@ import json
 import logging
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException, AirflowRuntimeError
 
-from airflow_spark_async.core.coalescer import settle
 from airflow_spark_async.core.errors import ConfigurationError, ConnectionFailed, RateLimitedError, TransientError
 from airflow_spark_async.core.http import DEFAULT_OPTIONS, HttpOptions
 from airflow_spark_async.core.retry import ThrottleGate, cap_retry_after, clock
@@ -75,6 +74,7 @@ __all__ = [
     "reset_backends",
     "run_sync",
     "set_runner",
+    "settle",
 ]
 
 log = logging.getLogger(__name__)
@@ -390,6 +390,20 @@ def get_watcher(backend: Backend) -> Watcher:
     """The watcher of this loop for the backend's endpoint and identity."""
     key = f"watcher|{type(backend).__module__}.{type(backend).__qualname__}|{backend.identity()}"
     return Runtime.current().shared(key, lambda: Watcher(backend))
+
+
+def settle(futures: Iterable[asyncio.Future[T]], outcome: T | BaseException) -> None:
+    """Give every future still waiting the one outcome: an exception is raised in each waiter.
+
+    A future already done (its waiter gave up, or an earlier answer settled it) is left alone.
+    """
+    for future in futures:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 class Watcher:
