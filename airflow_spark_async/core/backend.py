@@ -63,16 +63,23 @@ __all__ = [
 _DIGEST_SALT = os.urandom(16)
 
 
+def _plain(value: object) -> object:
+    """What :func:`credential_digest` encodes of a value JSON cannot: a mapping as a dict (so its
+    order does not count), anything else as its text."""
+    return dict(value) if isinstance(value, Mapping) else str(value)
+
+
 def credential_digest(*credentials: object) -> str:
     """A digest that tells two sets of credentials apart without holding them: what a backend folds
     into its :meth:`Backend.identity`, and how it notices a rotation.
 
     sha256 over a random salt made once per process: digests are only compared inside one process
     (watchers, throttle gates and clients are per process), and the salt makes a logged digest
-    useless for guessing a weak secret offline. ``credentials`` must be JSON-able (others are
-    ``str()``-ed); mappings are compared regardless of their order. Twelve hex digits: enough to tell
-    the credentials of one process apart, short enough to read in a log line."""
-    raw = json.dumps(credentials, sort_keys=True, default=str)
+    useless for guessing a weak secret offline. Mappings of any type are compared regardless of their
+    order (a read-only mapping of headers too); other values that are not JSON are ``str()``-ed.
+    Twelve hex digits: enough to tell the credentials of one process apart, short enough to read in a
+    log line."""
+    raw = json.dumps(credentials, sort_keys=True, default=_plain)
     return hashlib.sha256(_DIGEST_SALT + raw.encode()).hexdigest()[:12]
 
 

@@ -135,4 +135,3 @@ class Coalescer(Generic[K, V]):
             else:
                 outcome = LookupError(f"{self.name}: the fetch did not answer for {key!r}")
             settle(waiting.get(key, ()), outcome)
-
