@@ -136,7 +136,7 @@ def test_one_client_per_connection_region_and_endpoint_shared_by_every_backend(a
 def test_throttling_slows_every_watch_sharing_the_client(aws: MotoAws, conn_id: str, cluster_id: str) -> None:
     step_id = aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[_raw_step("x", 2.5)])["StepIds"][0]
     steps = EmrStepsTrigger(conn_id=conn_id, job_id=f"{cluster_id}:{step_id}", policy={"interval": 0.3})
-    cluster = EmrClusterTrigger(conn_id=conn_id, job_id=cluster_id, policy={"interval": 0.3},
+    cluster = EmrClusterTrigger(conn_id=conn_id, job_id=cluster_id, policy={"interval": 0.05},
                                 stop_states=["TERMINATED"])
 
     async def run_both() -> list[dict[str, Any]]:
@@ -155,9 +155,13 @@ def test_throttling_slows_every_watch_sharing_the_client(aws: MotoAws, conn_id: 
     assert [e["status"] for e in events] == ["success", "success"]
     assert aws.proxy.injected == [("throttle", "ListSteps")]
     throttled_at = next(t for op, t in times if op == "ListSteps")
-    describes = [t for op, t in times if op == "DescribeCluster" and t > throttled_at]
-    assert describes and describes[0] - throttled_at >= 0.45, \
-        "after ListSteps was throttled, the cluster watch's DescribeCluster waited too"
+    # Unslowed, the cluster watch (every 0.05 s) would ask about nine times in the 0.45 s after the
+    # throttle. The shared gate stays closed >= 0.5 s from the moment the client read the throttling
+    # answer, so only a DescribeCluster already on its way may arrive in that window: one, or two on
+    # a loaded machine that read the answer late. Counted, not timed, so load cannot fail it.
+    window = [t for op, t in times if op == "DescribeCluster" and throttled_at < t < throttled_at + 0.45]
+    assert len(window) <= 2, f"after ListSteps was throttled, the cluster watch went on asking: {window}"
+    assert any(op == "DescribeCluster" and t >= throttled_at + 0.45 for op, t in times), "the watch went on after"
 
 
 def _set_connection(aws: MotoAws, conn_id: str, **kwargs: Any) -> None:
