@@ -22,6 +22,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from airflow_spark_async.core.backend import find_key, key_family
@@ -35,6 +36,7 @@ __all__ = [
     "BACKENDS",
     "HEALTH_CHECK_THRESHOLD",
     "HELD",
+    "HOLD_SECONDS",
     "SLOTS",
     "Backend",
     "GatedLivyServer",
@@ -55,6 +57,9 @@ HEALTH_CHECK_THRESHOLD = 15
 #: Seconds a real PySpark job spends before its ``hold_seconds`` begin (JVM, SparkSession, the
 #: computation); subtracted so that a job of ``seconds`` runs about that long on every backend.
 SPARK_START_SECONDS = 10
+#: How long a fan-out job runs unless released: far beyond any wait, so that only the test's
+#: :meth:`Backend.release_fan_out` ends it — once it has seen the jobs run side by side.
+HOLD_SECONDS = 900
 #: Generous bound of a wait for a remote state change (a loaded machine, a kill that the Spark
 #: master acknowledges at once but reports seconds later).
 STATE_TIMEOUT = 120.0
@@ -243,9 +248,22 @@ class Backend:
 
     # -- many jobs at once ---------------------------------------------------------------------
 
-    def start_fan_out(self, tag: str, seconds: float) -> list[Ti]:
-        """Start :data:`SLOTS` + 1 jobs of ``seconds``; return their task instances."""
-        return [self.start(f"{tag}{i}", seconds) for i in range(SLOTS + 1)]
+    def start_fan_out(self, tag: str) -> list[Ti]:
+        """Start :data:`SLOTS` + 1 jobs that run until :meth:`release_fan_out`; return their task instances.
+
+        Held, not timed: with one slot shared by every backend's task runs, a job of fixed length
+        could end before its sibling's task run got the slot on a loaded machine.
+        """
+        return [self.start(f"{tag}{i}", HOLD_SECONDS) for i in range(SLOTS + 1)]
+
+    def release_fan_out(self, tis: list[Ti], before: object) -> None:
+        """Let the fan-out's jobs end now, successfully."""
+        for ti in tis:
+            Path(self.release_file(ti.run_id)).touch()
+
+    def release_file(self, run_id: str) -> str:
+        """The file whose existence ends the run's held jobs (the apps in example_dags/spark_apps)."""
+        return f"{self.stack.env['SPARK_ASYNC_OUTPUT_DIR']}/{run_id}.release"
 
     def running_jobs(self, tis: list[Ti], before: object) -> int:
         """How many of the fan-out's jobs run on the service now."""
@@ -298,9 +316,10 @@ class Standalone(Backend):
         assert isinstance(before, set)
         return sorted(self._drivers() - before)  # nothing else submits while a scenario runs
 
-    def start_fan_out(self, tag: str, seconds: float) -> list[Ti]:
+    def start_fan_out(self, tag: str) -> list[Ti]:
         run_id = _run_id(tag)
-        self.stack.trigger_dag(self.fan_out_dag, run_id=run_id, conf={"sleep_seconds": seconds})
+        self.stack.trigger_dag(self.fan_out_dag, run_id=run_id,
+                               conf={"sleep_seconds": HOLD_SECONDS, "release_file": self.release_file(run_id)})
         return [Ti(self.fan_out_dag, run_id, self.fan_out_task)]
 
     def running_jobs(self, tis: list[Ti], before: object) -> int:
@@ -336,6 +355,9 @@ class Livy(Backend):
 
     def job_conf(self, tag: str, seconds: float) -> dict[str, Any]:
         return {"n": self.N, "hold_seconds": max(5, seconds - SPARK_START_SECONDS)}
+
+    def release_file(self, run_id: str) -> str:
+        return f"{self.stack.env['SPARK_ASYNC_OUTPUT_DIR']}/livy-{run_id}.json.release"  # see sum_of_squares.py
 
     def family_of(self, ti: Ti) -> str | None:
         """The key family of the task instance; ``None`` while it has not submitted yet."""
@@ -458,9 +480,9 @@ class Emr(Backend):
         assert step.state == "COMPLETED", "exactly one step, and it is the one that ran"
         assert StepsRef.parse(self.job_id(ti)).step_ids == (step.id,)
 
-    def start_fan_out(self, tag: str, seconds: float) -> list[Ti]:
+    def start_fan_out(self, tag: str) -> list[Ti]:
         cluster_id = self.aws.create_cluster(f"e2e-{tag}")  # one cluster, its steps run side by side
-        self.aws.cluster_seconds[cluster_id] = seconds
+        self.aws.cluster_seconds[cluster_id] = HOLD_SECONDS
         tis = [Ti(self.dag_id, _run_id(f"{tag}{i}"), self.task_id) for i in range(SLOTS + 1)]
         for ti in tis:
             self._clusters[ti.run_id] = cluster_id
@@ -469,6 +491,9 @@ class Emr(Backend):
 
     def running_jobs(self, tis: list[Ti], before: object) -> int:
         return sum(s.state == "RUNNING" for s in self.aws.steps(self._clusters[tis[0].run_id]))
+
+    def release_fan_out(self, tis: list[Ti], before: object) -> None:
+        self.aws.cluster_seconds[self._clusters[tis[0].run_id]] = 0  # its steps complete at the next tick
 
 
 # -- Databricks ------------------------------------------------------------------------------------
@@ -512,10 +537,15 @@ class Databricks(Backend):
     def check_the_one_job(self, ti: Ti, job: str) -> None:
         assert self.job_id(ti) == job
 
-    def start_fan_out(self, tag: str, seconds: float) -> list[Ti]:
+    def start_fan_out(self, tag: str) -> list[Ti]:
         run_id = _run_id(tag)
-        self.stack.trigger_dag(self.fan_out_dag, run_id=run_id, conf={"seconds": seconds})
+        self.stack.trigger_dag(self.fan_out_dag, run_id=run_id, conf={"seconds": HOLD_SECONDS})
         return [Ti(self.fan_out_dag, run_id, f"run_{i}") for i in range(SLOTS + 1)]
+
+    def release_fan_out(self, tis: list[Ti], before: object) -> None:
+        for ti in tis:
+            for job in self.jobs_of(ti, before):
+                self.server.finish_now(job)
 
     def running_jobs(self, tis: list[Ti], before: object) -> int:
         return sum(self.server.life_cycle(job) == "RUNNING" for ti in tis for job in self.jobs_of(ti, before))
