@@ -58,7 +58,7 @@ class Harness:
     :param cancelled_states: backend states that prove a job was cancelled.
     :param failure_text: text of the backend's own error that a failed task must show.
     :param make_sensor: (task_id, job_id, **overrides) -> the backend's sensor on that job, polled
-        every second and deferrable; ``None`` where the backend has no sensor of its own.
+        every :data:`POLL` seconds and deferrable; ``None`` where the backend has no sensor of its own.
     :param driver_log: whether a job has a driver whose log the task shows (an EMR cluster has
         none: it is the place jobs run, not a job).
     """
@@ -87,6 +87,11 @@ class Harness:
         return self.count(self.cancel_method, self.cancel_path)
 
 
+#: seconds between polls of every operator, sensor and trigger of the suite: short, so that a test
+#: waits for its job rather than for the next poll (each test's outcome does not depend on it)
+POLL = 0.25
+
+
 def sleep_args(kind: str, seconds: float) -> list[str]:
     """Arguments of ``tests/apps/sleep_then_exit.py``: run ``seconds``, then succeed or fail."""
     return [str(seconds), "0" if kind == "succeed" else "3"]
@@ -95,11 +100,11 @@ def sleep_args(kind: str, seconds: float) -> list[str]:
 def operator_factory(operator_cls: Callable[..., SparkJobOperator], application: str,
                      **fixed: Any) -> Callable[..., SparkJobOperator]:
     """The ``make_operator`` of a backend whose operator takes a :class:`SparkJob`: the sleep app
-    at ``application``, polled every second, deferrable, plus the backend's ``fixed`` arguments."""
+    at ``application``, polled every :data:`POLL` seconds, deferrable, plus the backend's ``fixed`` arguments."""
 
     def make_operator(task_id: str, kind: str, seconds: float, **overrides: Any) -> SparkJobOperator:
         job = SparkJob(application=application, args=sleep_args(kind, seconds))
-        kwargs = {"task_id": task_id, "job": job, "poll_interval": 1.0, "deferrable": True, **fixed, **overrides}
+        kwargs = {"task_id": task_id, "job": job, "poll_interval": POLL, "deferrable": True, **fixed, **overrides}
         return operator_cls(**kwargs)
 
     return make_operator
@@ -108,10 +113,10 @@ def operator_factory(operator_cls: Callable[..., SparkJobOperator], application:
 def sensor_factory(sensor_cls: Callable[..., SparkJobSensor], job_arguments: Callable[[str], Mapping[str, Any]],
                    **fixed: Any) -> Callable[..., SparkJobSensor]:
     """The ``make_sensor`` of a backend: ``job_arguments(job_id)`` names the job in the sensor's own
-    arguments (a Livy ``batch_id``, an EMR ``job_flow_id`` and ``step_id``), polled every second."""
+    arguments (a Livy ``batch_id``, an EMR ``job_flow_id`` and ``step_id``), polled every :data:`POLL` seconds."""
 
     def make_sensor(task_id: str, job_id: str, **overrides: Any) -> SparkJobSensor:
-        return sensor_cls(**{"task_id": task_id, "poke_interval": 1, **job_arguments(job_id), **fixed, **overrides})
+        return sensor_cls(**{"task_id": task_id, "poke_interval": POLL, **job_arguments(job_id), **fixed, **overrides})
 
     return make_sensor
 

@@ -19,7 +19,7 @@ from airflow_spark_async.core.ledger import MemoryLedger
 from airflow_spark_async.core.operator import SparkJobOperator
 from airflow_spark_async.databricks.operators import DatabricksRunNowOperator, DatabricksSubmitRunOperator
 from airflow_spark_async.databricks.sensors import DatabricksRunSensor
-from tests.conformance.harness import Harness, sensor_factory, sleep_args
+from tests.conformance.harness import POLL, Harness, sensor_factory, sleep_args
 from tests.servers.databricks_server import DatabricksServer
 from tests.servers.fault_proxy import FaultProxy
 
@@ -44,7 +44,7 @@ def databricks_harness_for(operator: str) -> Iterator[Harness]:
         os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
 
         def make_operator(task_id: str, kind: str, seconds: float, **overrides: Any) -> SparkJobOperator:
-            common: dict[str, Any] = {"task_id": task_id, "databricks_conn_id": conn_id, "polling_period_seconds": 1,
+            common: dict[str, Any] = {"task_id": task_id, "databricks_conn_id": conn_id, "polling_period_seconds": POLL,
                                       "deferrable": True, "ledger": ledger, "databricks_retry_delay": 0.1}
             if operator == "submit":
                 return DatabricksSubmitRunOperator(

@@ -19,7 +19,7 @@ from airflow_spark_async.core.ledger import MemoryLedger
 from airflow_spark_async.core.operator import SparkJobOperator
 from airflow_spark_async.emr.operators import EmrCreateJobFlowOperator
 from airflow_spark_async.emr.sensors import EmrJobFlowSensor
-from tests.conformance.harness import Harness, sensor_factory, sleep_args
+from tests.conformance.harness import POLL, Harness, sensor_factory, sleep_args
 from tests.emr.moto_aws import APP, LOG_BUCKET, MotoAws
 
 
@@ -44,7 +44,7 @@ def emr_clusters_harness() -> Iterator[Harness]:
             }
             kwargs: dict[str, Any] = {"task_id": task_id, "aws_conn_id": conn_id, "emr_conn_id": None,
                                       "job_flow_overrides": cluster, "wait_for_completion": True,
-                                      "poll_interval": 1.0, "deferrable": True, "ledger": ledger}
+                                      "poll_interval": POLL, "deferrable": True, "ledger": ledger}
             return EmrCreateJobFlowOperator(**{**kwargs, **overrides})
 
         yield Harness(
