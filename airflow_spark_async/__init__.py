@@ -13,7 +13,24 @@ __version__ = "0.1.0"
 from airflow_spark_async.core.backend import JobState
 from airflow_spark_async.core.spec import SparkJob
 
-__all__ = ["JobState", "SparkJob", "__version__", "get_provider_info"]
+__all__ = ["JobState", "SparkJob", "__version__", "distribution_installed", "get_provider_info"]
+
+
+def distribution_installed(name: str) -> bool:
+    """Whether the distribution ``name`` is installed — read from its metadata, nothing imported.
+
+    Why: a connection type of an official provider (``livy``, ``databricks``) is registered here only
+    when that provider is absent, since Airflow warns about a type registered twice on every start.
+    The check runs while Airflow's own configuration loads ``get_provider_info()``, so importing
+    ``airflow.providers.*`` to find out would be a circular import.
+    """
+    from importlib import metadata
+
+    try:
+        metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 #: backend sub-packages; each has a ``provider_info`` module with ``CONNECTION_TYPES``,

@@ -53,6 +53,51 @@ def test_airflow_providers_list_shows_the_package_and_its_connection_types(tmp_p
         assert conn["connection-type"] in hooks.stdout
 
 
+HOOKS_OF_AIRFLOW = """
+import logging, sys
+logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
+from airflow.providers_manager import ProvidersManager
+manager = ProvidersManager()
+manager.initialize_providers_hooks()
+print("livy hook:", manager.hooks["livy"].hook_class_name)
+"""
+
+
+def test_no_connection_type_is_registered_twice_beside_the_official_providers(tmp_path: Path) -> None:
+    """The dev environment has the official providers installed: Airflow must warn about no connection
+    type registered twice, and ``livy`` keeps the official provider's hook and form."""
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    found = subprocess.run([sys.executable, "-c", HOOKS_OF_AIRFLOW], env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert found.returncode == 0, found.stderr
+    output = found.stdout + found.stderr
+    assert "already registered" not in output, output
+    assert "livy hook: airflow.providers.apache.livy.hooks.livy.LivyHook" in output
+
+
+def test_the_livy_form_is_registered_when_the_official_provider_is_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    from airflow_spark_async.livy import provider_info
+
+    real = metadata.distribution
+
+    def without_official(name: str) -> metadata.Distribution:
+        if name == provider_info.OFFICIAL_PROVIDER:
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    assert provider_info.CONNECTION_TYPES == []  # the official provider is installed here
+    monkeypatch.setattr(metadata, "distribution", without_official)
+    try:
+        importlib.reload(provider_info)
+        assert provider_info.CONNECTION_TYPES == [provider_info.LIVY_FORM]
+        assert "livy" in [c["connection-type"] for c in airflow_spark_async.get_provider_info()["connection-types"]]
+    finally:
+        monkeypatch.undo()
+        importlib.reload(provider_info)
+
+
 @pytest.mark.parametrize(
     "path",
     ["airflow_spark_async.standalone.triggers.SparkStandaloneTrigger"],

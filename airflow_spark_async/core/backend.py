@@ -254,6 +254,13 @@ class Backend(abc.ABC, Generic[RequestT]):
         """Pages about a job that can be built without asking the backend."""
         return {}
 
+    async def probe(self) -> str:
+        """One cheap, read-only request that needs the connection's endpoint *and* credentials;
+        returns what it found, in a sentence for the user (``"Livy at …: 3 batches"``). Airflow's
+        Test button runs it (:func:`~airflow_spark_async.core.runtime.check_connection`); raise the
+        core's errors, whose messages say what is wrong."""
+        raise NotImplementedError(f"{type(self).__name__} cannot test its connection")
+
     async def aclose(self) -> None:
         """Release what this backend owns (clients, sessions) when the core drops it; default: nothing."""
 

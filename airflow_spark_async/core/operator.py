@@ -76,8 +76,10 @@ __all__ = [
     "SparkJobTimeout",
     "default_deferrable",
     "failure_text",
+    "push_link",
     "push_links",
     "seconds",
+    "start_links",
 ]
 
 
@@ -87,6 +89,35 @@ __all__ = [
 # Airflow 3 resolves an operator link from the XCom ``_link_<ClassName>`` the task pushed,
 # so each backend's link class only names itself and the key of ``JobStatus.links`` it shows.
 
+#: the operator attribute holding the links of the running task process (:func:`start_links`)
+LINKS_ATTRIBUTE = "spark_async_links"
+
+
+class LinkValues(dict[str, Any]):
+    """What one task process pushed for its links, by XCom key.
+
+    ``complete`` in the process that starts a try: Airflow cleared the try's XComs, so a link not
+    pushed here has no value anywhere, and none needs to be asked for.
+    """
+
+    def __init__(self, *, complete: bool) -> None:
+        super().__init__()
+        self.complete = complete
+
+
+def start_links(operator: Any, *, resumed: bool) -> None:
+    """Start recording the links this task process pushes (:func:`push_links`); call it first thing
+    in ``execute`` (``resumed=False``) and in the method a deferral resumes (``resumed=True``).
+
+    Why: at the end of every task process Airflow asks each of the operator's links for its value
+    (and stores the answer). A link asked for an XCom that no process pushed yet makes the API
+    answer 404, which the task runner logs at error level — once per link and process, so a
+    scheduler log filled with "XCom not found" lines. With the record, a link answers what this
+    process pushed, and asks Airflow only for what an earlier process of the try may have stored.
+    """
+    setattr(operator, LINKS_ATTRIBUTE, LinkValues(complete=not resumed))
+
+
 class JobLink(BaseOperatorLink):
     """A link to a page about the job; subclasses set ``name`` and ``link_key``."""
 
@@ -95,16 +126,32 @@ class JobLink(BaseOperatorLink):
     link_key: ClassVar[str] = ""
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
-        return XCom.get_value(key=self.xcom_key, ti_key=ti_key) or ""
+        return self.stored(operator, ti_key) or ""
+
+    def stored(self, operator: Any, ti_key: TaskInstanceKey) -> Any:
+        """The value pushed for this link: this process's record (:func:`start_links`) when it
+        knows, else the XCom an earlier process of the try stored."""
+        record = getattr(operator, LINKS_ATTRIBUTE, None)
+        if isinstance(record, LinkValues) and (record.complete or self.xcom_key in record):
+            return record.get(self.xcom_key)
+        return XCom.get_value(key=self.xcom_key, ti_key=ti_key)
+
+
+def push_link(context: Any, link: type[JobLink], value: Any) -> None:
+    """Push ``value`` as ``link``'s XCom, and record it for the task's links (:func:`start_links`)."""
+    key = link().xcom_key
+    context["ti"].xcom_push(key=key, value=value)
+    record = getattr(context.get("task"), LINKS_ATTRIBUTE, None)
+    if isinstance(record, LinkValues):
+        record[key] = value
 
 
 def push_links(context: Any, links_cls: tuple[type[JobLink], ...], urls: dict[str, str]) -> None:
     """Push the URL of every link class whose ``link_key`` is in ``urls``."""
-    ti = context["ti"]
     for cls in links_cls:
         url = urls.get(cls.link_key)
         if url:
-            ti.xcom_push(key=cls().xcom_key, value=url)
+            push_link(context, cls, url)
 
 
 class SparkJobFailed(AirflowException):
@@ -263,6 +310,7 @@ class SparkJobOperator(DefersToTrigger, BaseOperator, Generic[RequestT]):
     # -- the worker's part ---------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
+        start_links(self, resumed=False)
         self.connection()  # a missing connection fails here, before anything is submitted
         key = job_key_from_context(context)
         attempt = int(getattr(context["ti"], "try_number", None) or 1)
@@ -443,6 +491,7 @@ class SparkJobOperator(DefersToTrigger, BaseOperator, Generic[RequestT]):
         is a success whatever the trigger saw (I2), one that may still run is waited for again or
         cancelled before the task fails (I3).
         """
+        start_links(self, resumed=True)
         ev = JobEvent.from_payload(event)
         self._job_id = ev.job_id
         push_links(context, self.link_classes, dict(ev.links))  # some links exist only once the job ran

@@ -62,11 +62,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKEND_TTL",
+    "BackendHook",
     "Runtime",
     "Watcher",
     "aload_connection",
     "backend_key",
     "call_backend",
+    "check_connection",
     "forget_backend",
     "get_backend",
     "get_watcher",
@@ -345,6 +347,52 @@ def call_backend(
         return await call(await Runtime.current().backend(backend_cls, conn_id, options, conn=conn))
 
     return run_sync(run)
+
+
+def check_connection(backend_cls: type[Backend], conn: Connection) -> tuple[bool, str]:
+    """What a hook's ``test_connection`` answers for Airflow's Test button: ``(ok, message)``.
+
+    The backend is built from ``conn`` itself — the form's values, which Airflow has not saved —
+    never taken from the process's cache of backends, and asked one :meth:`Backend.probe`. A failure
+    is reported, not raised, with the core's message (what is wrong, and often what to do).
+    """
+
+    async def probe() -> str:
+        backend = await backend_cls.from_connection(conn, {})
+        try:
+            return await backend.probe()
+        finally:
+            await backend.aclose()
+
+    try:
+        return True, run_sync(probe)
+    except Exception as exc:  # the Test button shows any failure as text
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+class BackendHook(BaseHook):
+    """The hook of a connection type the package registers: it names the type for Airflow's registry
+    (``conn_type``, ``conn_name_attr``, ``default_conn_name``, ``hook_name``) and answers the Test
+    button by probing :meth:`backend_class`'s backend. The work is the backend's, not the hook's.
+
+    Built as Airflow builds a hook — ``Hook(**{conn_name_attr: conn_id})`` — or with the id first.
+    """
+
+    def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        named = kwargs.pop(self.conn_name_attr, None)
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}() got unexpected arguments {sorted(kwargs)}")
+        setattr(self, self.conn_name_attr, named or conn_id or self.default_conn_name)
+
+    @classmethod
+    def backend_class(cls) -> type[Backend]:
+        """The backend that reads this connection type."""
+        raise NotImplementedError
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Airflow's Test button: one read-only request with the connection's credentials (:func:`check_connection`)."""
+        return check_connection(self.backend_class(), self.get_connection(getattr(self, self.conn_name_attr)))
 
 
 # -------------------- watcher ---------------------------------------------------------------

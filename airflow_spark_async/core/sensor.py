@@ -24,7 +24,7 @@ from airflow.triggers.base import StartTriggerArgs
 
 from airflow_spark_async.core.backend import JobState
 from airflow_spark_async.core.errors import BackendError, ConfigurationError, TransientError
-from airflow_spark_async.core.operator import SparkJobFailed, seconds
+from airflow_spark_async.core.operator import SparkJobFailed, seconds, start_links
 from airflow_spark_async.core.retry import PollPolicy
 from airflow_spark_async.core.runtime import call_backend, load_connection
 from airflow_spark_async.core.trigger import DefersToTrigger, EventStatus, JobEvent, SparkJobTrigger
@@ -105,6 +105,7 @@ class SparkJobSensor(DefersToTrigger, BaseSensorOperator):
         )
 
     def execute(self, context: Context) -> Any:
+        start_links(self, resumed=False)  # the links it shows stay empty, and are not asked for
         if not self.deferrable:
             return super().execute(context)
         job_id = self.render_job_id(context)
@@ -123,6 +124,7 @@ class SparkJobSensor(DefersToTrigger, BaseSensorOperator):
         return self._judge(job_id, st.backend_state, st.state, st.message)
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
+        start_links(self, resumed=True)
         ev = JobEvent.from_payload(event)
         if ev.status is EventStatus.TIMEOUT:
             raise SparkJobFailed(f"waiting on {ev.backend} job {ev.job_id} timed out: {ev.message}")

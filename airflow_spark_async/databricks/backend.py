@@ -273,6 +273,10 @@ class DatabricksBackend(Backend[DatabricksRun]):
                                 task.task_key)
         return results
 
+    async def probe(self) -> str:
+        await self.call("GET", "runs/list", params={"limit": 1})
+        return f"Databricks workspace {self.settings.host} answered ({self.settings.auth_type} auth)"
+
     async def find_job_id(self, name: str) -> int:
         """The id of the one job named ``name`` (``jobs/list?name=`` matches exactly, ignoring case);
         paging stops at a second match — two are already one too many."""

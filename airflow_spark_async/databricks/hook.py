@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from airflow.sdk import BaseHook
-
+from airflow_spark_async.core.runtime import BackendHook
 from airflow_spark_async.databricks.auth import DatabricksSettings, SdkAuth
+from airflow_spark_async.databricks.backend import DatabricksBackend
 from airflow_spark_async.databricks.compat.connection import settings_from_connection
 
 __all__ = ["DatabricksAsyncHook", "DatabricksSettings", "SdkAuth"]
@@ -13,7 +13,7 @@ CONN_TYPE = "databricks"
 DEFAULT_CONN_ID = "databricks_default"
 
 
-class DatabricksAsyncHook(BaseHook):
+class DatabricksAsyncHook(BackendHook):
     """Names the ``databricks`` connection type for this package; the backend does the work.
 
     When the official Databricks provider is installed it owns the connection form and this
@@ -25,9 +25,9 @@ class DatabricksAsyncHook(BaseHook):
     conn_type = CONN_TYPE
     hook_name = "Databricks"
 
-    def __init__(self, databricks_conn_id: str = DEFAULT_CONN_ID) -> None:
-        super().__init__()
-        self.databricks_conn_id = databricks_conn_id
+    @classmethod
+    def backend_class(cls) -> type[DatabricksBackend]:
+        return DatabricksBackend  # its probe lists one run
 
     def settings(self) -> DatabricksSettings:
         return settings_from_connection(self.get_connection(self.databricks_conn_id))

@@ -166,6 +166,10 @@ class EmrClusterBackend(AwsBackend[JobFlowRequest]):
     supports_find_by_key: ClassVar[bool] = True
     Options: ClassVar[type[AwsOptions]] = ClusterOptions
 
+    async def probe(self) -> str:
+        answer = await self.call("list_clusters", ClusterStates=list(ACTIVE_CLUSTER_STATES))
+        return f"EMR in {self.region} answered: {len(answer.get('Clusters') or [])} active cluster(s) on its first page"
+
     async def submit(self, request: JobFlowRequest, *, key: str, attempt: int = 1) -> JobStatus:
         if not isinstance(request, JobFlowRequest):
             raise RequestRejected("the EMR cluster backend creates clusters: give a JobFlowRequest, not a SparkJob")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.sdk import BaseOperator
 
 from airflow_spark_async.core.backend import Backend
-from airflow_spark_async.core.operator import SparkJobFailed, default_deferrable, push_links, seconds
+from airflow_spark_async.core.operator import SparkJobFailed, default_deferrable, push_links, seconds, start_links
 from airflow_spark_async.core.retry import PollPolicy
 from airflow_spark_async.core.runtime import call_backend
 from airflow_spark_async.core.trigger import DefersToTrigger, EventStatus, JobEvent
@@ -111,6 +111,8 @@ class EmrTerminateJobFlowOperator(AwsArgs, DefersToTrigger, BaseOperator):
         EmrClusterBackend.validate_options(self.backend_options)
 
     def execute(self, context: Context) -> None:
+        start_links(self, resumed=False)
+
         async def terminate(backend: Backend) -> dict[str, str]:
             await backend.cancel(self.job_flow_id)
             return cluster_links(backend, self.job_flow_id)  # type: ignore[arg-type]
@@ -126,6 +128,7 @@ class EmrTerminateJobFlowOperator(AwsArgs, DefersToTrigger, BaseOperator):
             self.defer(trigger=trigger, method_name="execute_complete")
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> None:
+        start_links(self, resumed=True)
         ev = JobEvent.from_payload(event)
         if ev.status is not EventStatus.SUCCESS:
             raise SparkJobFailed(f"cluster {ev.job_id} did not terminate cleanly: {ev.backend_state or ev.status.value}"

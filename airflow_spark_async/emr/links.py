@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk.execution_time.xcom import XCom
-
 from airflow_spark_async.core.errors import SparkAsyncError
 from airflow_spark_async.core.operator import JobLink
 from airflow_spark_async.core.runtime import get_backend, run_sync
@@ -53,7 +51,7 @@ class EmrServerlessDashboardLink(JobLink):
         return {"conn_id": conn_id, "job_id": job_id, "backend_options": backend_options}
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
-        ref = XCom.get_value(key=self.xcom_key, ti_key=ti_key)
+        ref = self.stored(operator, ti_key)
         if not isinstance(ref, dict) or not all(ref.get(f) is not None for f in self.fields):
             return ""
         return self.resolve(ref)

@@ -1,17 +1,20 @@
-"""This backend's part of ``get_provider_info()``: its modules and links.
+"""This backend's part of ``get_provider_info()``: its modules, links and connection form.
 
-No connection type: the EMR operators use Airflow's standard ``aws`` connection (registered
-by the amazon provider when it is installed; an ``AIRFLOW_CONN_*`` URI or JSON works without it),
-and registering ``aws`` here too would clash with that provider.
+The EMR operators use Airflow's standard ``aws`` connection, whose type belongs to the amazon
+provider: when that is installed it owns the form and the Test button (registering ``aws`` a
+second time makes Airflow warn on every start), and only when it is absent does this package
+register the type, so the UI can still create and test one.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from airflow_spark_async import distribution_installed
+
 OPERATORS = ("operators",)
 SENSORS = ("sensors",)
-HOOKS = ()
+HOOKS = ("hook",)
 TRIGGERS = ("triggers",)
 EXTRA_LINKS = (
     "links.EmrClusterLink",
@@ -20,4 +23,20 @@ EXTRA_LINKS = (
     "links.EmrServerlessDashboardLink",
 )
 
-CONNECTION_TYPES: list[dict[str, Any]] = []
+AWS_FORM: dict[str, Any] = {
+    "hook-class-name": "airflow_spark_async.emr.hook.EmrAsyncHook",
+    "hook-name": "Amazon Web Services (EMR, async)",
+    "connection-type": "aws",
+    "ui-field-behaviour": {
+        "hidden-fields": ["host", "schema", "port"],
+        "relabeling": {"login": "AWS Access Key ID", "password": "AWS Secret Access Key"},
+        "placeholders": {
+            "login": "empty: the default credential chain (environment, instance or task role)",
+            "extra": '{"region_name": "eu-west-1", "role_arn": "arn:aws:iam::123456789012:role/airflow"}',
+        },
+    },
+}
+
+CONNECTION_TYPES: list[dict[str, Any]] = (
+    [] if distribution_installed("apache-airflow-providers-amazon") else [AWS_FORM]
+)

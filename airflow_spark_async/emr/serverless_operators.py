@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_spark_async.core.backend import JobStatus
 from airflow_spark_async.core.errors import ConfigurationError
+from airflow_spark_async.core.operator import push_link
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.emr.compat import (
     AWS_TEMPLATE_FIELDS,
@@ -99,7 +100,7 @@ class EmrServerlessJobOperator(EmrJobOperator):
     def after_submit(self, context: Context, status: JobStatus) -> None:
         if self.enable_application_ui_links:
             ref = EmrServerlessDashboardLink.reference(self.conn_id, status.job_id, self.backend_options)
-            context["ti"].xcom_push(key=EmrServerlessDashboardLink().xcom_key, value=ref)
+            push_link(context, EmrServerlessDashboardLink, ref)
 
 
 class EmrServerlessStartJobOperator(EmrServerlessJobOperator):

@@ -415,6 +415,10 @@ class LivyBackend(Backend[LivyBatchRequest]):
     def links(self, job_id: str) -> dict[str, str]:
         return {"livy_batch": f"{self.settings.ui_url}/ui/batch/{job_id}/log"}
 
+    async def probe(self) -> str:
+        total, _ = await self._list(0, 1)
+        return f"Livy at {self.settings.base_url} answered: {total} batch(es)"
+
 
 def _batch_id(job_id: str) -> str:
     """Livy batch ids are integers; anything else would be looked up as a batch *name*."""

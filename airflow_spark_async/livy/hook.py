@@ -3,9 +3,8 @@ in the worker *and* the triggerer. The work is the backend's; this module regist
 
 from __future__ import annotations
 
-from airflow.sdk import BaseHook
-
-from airflow_spark_async.livy.backend import LivyOptions, LivySettings
+from airflow_spark_async.core.runtime import BackendHook
+from airflow_spark_async.livy.backend import LivyBackend, LivyOptions, LivySettings
 from airflow_spark_async.livy.compat import DEFAULT_CONN_ID, auth_type_name, resolve_conn_id
 
 __all__ = ["CONN_TYPE", "DEFAULT_CONN_ID", "LivyHook", "LivyOptions", "LivySettings", "auth_type_name",
@@ -14,15 +13,15 @@ __all__ = ["CONN_TYPE", "DEFAULT_CONN_ID", "LivyHook", "LivyOptions", "LivySetti
 CONN_TYPE = "livy"
 
 
-class LivyHook(BaseHook):
-    """Registers the ``livy`` connection type and its form. When both providers are installed Airflow
-    keeps one form for the type; both read the same fields."""
+class LivyHook(BackendHook):
+    """Registers the ``livy`` connection type and its form — only when the official Livy provider,
+    which owns the type, is absent (``provider_info``); the operators read the same fields either way."""
 
     conn_name_attr = "livy_conn_id"
     default_conn_name = DEFAULT_CONN_ID
     conn_type = CONN_TYPE
     hook_name = "Apache Livy (async)"
 
-    def __init__(self, livy_conn_id: str = DEFAULT_CONN_ID) -> None:
-        super().__init__()
-        self.livy_conn_id = livy_conn_id
+    @classmethod
+    def backend_class(cls) -> type[LivyBackend]:
+        return LivyBackend  # its probe lists one page of batches

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from yarl import URL
 
 from airflow_spark_async.core.backend import Backend, JobState, JobStatus, credential_digest
-from airflow_spark_async.core.errors import ConfigurationError, JobNotFoundError, RequestRejected, ServerError
+from airflow_spark_async.core.errors import (
+    ConfigurationError,
+    ConnectionFailed,
+    JobNotFoundError,
+    RequestRejected,
+    ServerError,
+)
 from airflow_spark_async.core.http import request_json
 from airflow_spark_async.core.runtime import Runtime
 from airflow_spark_async.core.spec import SparkJob
@@ -238,6 +244,23 @@ class StandaloneBackend(Backend[SparkJob]):
 
     def links(self, job_id: str) -> dict[str, str]:
         return {"master_ui": self.settings.ui_url}
+
+    async def probe(self) -> str:
+        """The master's UI, then its REST submission server (asked for a driver that does not exist:
+        any JSON answer proves it takes submissions)."""
+        master = await self._master("testing the connection", alive=False)
+        try:
+            answer = await self._call("GET", f"{self.settings.rest_url}/v1/submissions/status/connection-test")
+        except ConnectionFailed as exc:
+            raise ConnectionFailed(
+                f"{exc} — the master's REST submission server does not answer at {self.settings.rest_url}: it is off "
+                "unless the master runs with spark.master.rest.enabled=true, and listens on port 6066 (7077 is the "
+                "master's RPC port, which takes no REST submissions)"
+            ) from exc
+        if not isinstance(answer, dict) or "action" not in answer:
+            raise ServerError(f"{self.settings.rest_url} is not a Spark REST submission server: {str(answer)[:200]!r}")
+        return (f"Spark master {master.get('url', self.settings.master_url)} is {master.get('status', 'UNKNOWN')} with "
+                f"{len(master.get('workers', []))} worker(s); REST submissions at {self.settings.rest_url}")
 
     async def _worker_ui(self, worker_id: Any) -> str | None:
         if not worker_id:

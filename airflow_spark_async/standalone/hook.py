@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
-
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.http import DEFAULT_OPTIONS, HttpOptions
+from airflow_spark_async.core.runtime import BackendHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
+
+    from airflow_spark_async.core.backend import Backend
 
 __all__ = ["SparkStandaloneHook", "StandaloneSettings"]
 
@@ -62,7 +63,7 @@ class StandaloneSettings:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
 
-class SparkStandaloneHook(BaseHook):
+class SparkStandaloneHook(BackendHook):
     """Registers the ``spark_standalone`` connection type; the work is done by the backend.
 
     Its form fields are declared in ``get_provider_info()`` (``conn-fields``), as Airflow 3.2+ prefers.
@@ -73,9 +74,11 @@ class SparkStandaloneHook(BaseHook):
     conn_type = CONN_TYPE
     hook_name = "Spark Standalone (REST submission)"
 
-    def __init__(self, conn_id: str = default_conn_name) -> None:
-        super().__init__()
-        self.conn_id = conn_id
-
     def settings(self) -> StandaloneSettings:
         return StandaloneSettings.from_connection(self.get_connection(self.conn_id))
+
+    @classmethod
+    def backend_class(cls) -> type[Backend]:
+        from airflow_spark_async.standalone.backend import StandaloneBackend  # it imports this module
+
+        return StandaloneBackend  # its probe asks the master's UI and its REST server

@@ -140,10 +140,25 @@ def run_trigger(trigger: SparkJobTrigger) -> list[dict[str, Any]]:
     return asyncio.run(collect())
 
 
+def context(op: SparkJobOperator | SparkJobSensor, ti: FakeTI) -> Any:
+    """The part of a task's context the operators read: the task instance, and the task itself."""
+    return {"ti": ti, "task": op}
+
+
+def finalize(op: Any, ti: FakeTI) -> dict[str, Any]:
+    """What Airflow's task runner does at the end of every task process (``finalize``): ask each
+    extra link of the task for its value, and store the answer as the link's XCom. Returns the answers."""
+    answers = {}
+    for link in op.operator_extra_links:
+        answers[link.xcom_key] = link.get_link(op, ti_key=ti)
+        ti.xcom_push(link.xcom_key, answers[link.xcom_key])
+    return answers
+
+
 def defer(op: SparkJobOperator | SparkJobSensor, ti: FakeTI) -> SparkJobTrigger:
     """``execute`` up to the deferral; the trigger it deferred to."""
     try:
-        op.execute({"ti": ti})  # type: ignore[arg-type]
+        op.execute(context(op, ti))
     except TaskDeferred as deferred:
         assert deferred.method_name == "execute_complete"
         return deferred.trigger  # type: ignore[return-value]
@@ -155,7 +170,7 @@ def run_to_end(op: SparkJobOperator, ti: FakeTI) -> tuple[Any, list[dict[str, An
     trigger = rebuild(defer(op, ti))
     events = run_trigger(trigger)
     assert len(events) == 1, f"a trigger must yield exactly one event, got {events}"
-    return op.execute_complete({"ti": ti}, events[0]), events  # type: ignore[arg-type]
+    return op.execute_complete(context(op, ti), events[0]), events
 
 
 def cancel(trigger: SparkJobTrigger) -> None:

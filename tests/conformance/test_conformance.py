@@ -11,6 +11,7 @@ import time
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
+from airflow.sdk.execution_time.xcom import XCom
 
 from airflow_spark_async.core import trigger as trigger_module
 from airflow_spark_async.core.errors import ConfigurationError
@@ -21,7 +22,9 @@ from tests.conformance.harness import (
     FakeTI,
     Harness,
     cancel,
+    context,
     defer,
+    finalize,
     kill_while_watching,
     new_ti,
     rebuild,
@@ -100,6 +103,42 @@ def test_error_budget_exhausted_hands_back_to_worker_which_redefers(harness: Har
     assert again.value.trigger.job_id == events[0]["job_id"]  # type: ignore[attr-defined]
     assert harness.count("POST", harness.submit_path) == 0, "re-deferring must not resubmit"
     cancel(again.value.trigger)  # type: ignore[arg-type]
+
+
+def test_links_asked_at_the_end_of_each_task_process_never_read_an_xcom_nobody_pushed(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow asks every extra link for its value at the end of each task process and stores the
+    answer. A link that reads an XCom no process pushed gets a 404 from the API, which Airflow logs
+    at error level ("XCom not found", once per link and process): the deferring process must know
+    its links without asking, and the resuming one may ask only for what the first one stored."""
+    ti = new_ti("links")
+    asked: list[str] = []
+
+    def get_value(*, key: str, ti_key: FakeTI) -> object:
+        assert key in ti_key.xcoms, f"asked for the XCom {key!r}, which no process pushed: a 404, logged as an error"
+        asked.append(key)
+        return ti_key.xcoms[key]
+
+    monkeypatch.setattr(XCom, "get_value", staticmethod(get_value))
+    op = harness.make_operator("links", "succeed", 1)
+    trigger = rebuild(defer(op, ti))
+    first = finalize(op, ti)
+    assert asked == [], "the deferring process knows every link it pushed"
+    [event] = run_trigger(trigger)
+    resumed = harness.make_operator("links", "succeed", 1)  # the resuming process parses the DAG again
+    resumed.execute_complete(context(resumed, ti), event)
+    second = finalize(resumed, ti)
+    assert {key for key, url in first.items() if url} <= {key for key, url in second.items() if url}, \
+        "a link pushed before the deferral keeps its URL"
+    if harness.make_sensor is not None:  # a sensor on the job, deferring and resuming the same way
+        sensor_ti = new_ti("links_sensor")
+        sensor = harness.make_sensor("links_sensor", event["job_id"], deferrable=True)
+        [sensor_event] = run_trigger(rebuild(defer(sensor, sensor_ti)))
+        finalize(sensor, sensor_ti)
+        again = harness.make_sensor("links_sensor", event["job_id"], deferrable=True)
+        again.execute_complete(context(again, sensor_ti), sensor_event)
+        finalize(again, sensor_ti)
 
 
 def test_deadline_cancels_the_job_and_fails_the_task(harness: Harness) -> None:

@@ -461,3 +461,13 @@ def test_listing_answers_an_id_that_is_no_run_id_with_its_own_error(server: Data
     assert listed[job_id].state in (JobState.PENDING, JobState.RUNNING)
     assert isinstance(listed["not-a-run"], JobNotFoundError)
     assert server.count("GET", "/runs/list") == 1
+
+
+def test_the_test_button_lists_runs_with_the_connections_credentials(server: DatabricksServer) -> None:
+    from airflow_spark_async.databricks.hook import DatabricksAsyncHook
+
+    ok, message = DatabricksAsyncHook(connection(server)).test_connection()
+    assert ok and message == f"Databricks workspace {server.url} answered (pat auth)"
+    assert server.count("GET", "/runs/list") == 1
+    ok, message = DatabricksAsyncHook(connection(server, password="dapi-not-the-token")).test_connection()
+    assert not ok and "AuthError" in message

@@ -16,7 +16,7 @@ from airflow_spark_async.emr.ids import StepsRef
 from airflow_spark_async.emr.operators import EmrCreateJobFlowOperator, EmrStepsOperator, EmrTerminateJobFlowOperator
 from airflow_spark_async.emr.sensors import EmrJobFlowSensor, EmrStepSensor
 from tests.conformance.harness import FakeTI, defer, rebuild, run_to_end, run_trigger
-from tests.emr.moto_aws import LOG_BUCKET, MotoAws, start_then_kill
+from tests.emr.moto_aws import LOG_BUCKET, MotoAws, aws_fault, start_then_kill
 from tests.emr.test_steps import _raw_step
 
 
@@ -176,3 +176,14 @@ def test_a_step_left_running_on_a_terminated_cluster_is_noticed(stock_aws: MotoA
     sensor = EmrStepSensor(task_id="s", aws_conn_id="unused", job_flow_id=cluster_id, step_id=step_id)
     with pytest.raises(SparkJobFailed, match="CLUSTER_TERMINATED"):
         sensor.execute_complete({"ti": _ti("s")}, events[0])  # type: ignore[arg-type]
+
+
+def test_the_test_button_lists_active_clusters_with_the_connections_credentials(aws: MotoAws, conn_id: str,
+                                                                                 cluster_id: str) -> None:
+    from airflow_spark_async.emr.hook import EmrAsyncHook
+
+    ok, message = EmrAsyncHook(aws_conn_id=conn_id).test_connection()
+    assert ok and message.startswith("EMR in us-east-1 answered:") and "active cluster(s)" in message, message
+    aws.proxy.inject(aws_fault("denied", 1, "ListClusters"))
+    ok, message = EmrAsyncHook(aws_conn_id=conn_id).test_connection()
+    assert not ok and "AuthError" in message and "AccessDeniedException" in message

@@ -213,3 +213,18 @@ def test_tls_is_verified_unless_the_connection_says_not_to(monkeypatch: pytest.M
         assert submit() == "0"
         set_conn(monkeypatch, CONN, livy.port, schema="https", extra={"verify": str(tls_files[0])})  # a CA bundle
         assert submit("asa-conn-ca") == "1"
+
+
+def test_the_test_button_lists_batches_with_the_connections_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``LivyHook.test_connection`` (Airflow's Test button): right credentials pass, wrong ones say why."""
+    from airflow_spark_async.livy.hook import LivyHook
+
+    with LivyServer(auth=("basic", "etl", "s3cret")) as server:
+        set_conn(monkeypatch, CONN, server.port, login="etl", password="s3cret")
+        assert LivyHook(livy_conn_id=CONN).test_connection() == (
+            True, f"Livy at http://127.0.0.1:{server.port} answered: 0 batch(es)")
+        set_conn(monkeypatch, CONN, server.port, login="etl", password="wrong")
+        ok, message = LivyHook(livy_conn_id=CONN).test_connection()
+        assert not ok and "AuthError" in message and "401" in message
+    ok, message = LivyHook(livy_conn_id=CONN).test_connection()  # the server is gone
+    assert not ok and "ConnectionFailed" in message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
@@ -37,3 +38,35 @@ def test_a_verify_ssl_that_is_not_a_boolean_is_refused_instead_of_guessed() -> N
 def test_an_unknown_extra_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="unknown extra"):
         settings(ui_ulr="http://m:8080")
+
+
+def _test_button(conn_type: str, **fields: Any) -> tuple[bool, str]:
+    """What Airflow's Test button does: the form's values as an unsaved connection, exposed to hooks
+    through its environment variable, tested through the hook its type registered."""
+    from airflow.models.connection import Connection as FormConnection
+
+    conn = FormConnection(conn_id="test_button", conn_type=conn_type, **fields)
+    os.environ["AIRFLOW_CONN_TEST_BUTTON"] = conn.get_uri()
+    try:
+        return conn.test_connection()
+    finally:
+        del os.environ["AIRFLOW_CONN_TEST_BUTTON"]
+
+
+def test_the_test_button_reaches_the_master_and_its_rest_server(spark_cluster: Any) -> None:
+    rest = spark_cluster.rest_url.split("://", 1)[1]
+    host, port = rest.rsplit(":", 1)
+    extra = json.dumps({"ui_url": spark_cluster.ui_url, "master_url": spark_cluster.master_url})
+    ok, message = _test_button("spark_standalone", host=host, port=int(port), extra=extra)
+    assert ok, message
+    assert "is ALIVE with 1 worker(s)" in message and spark_cluster.rest_url in message
+
+
+def test_the_test_button_says_how_to_enable_rest_submissions_when_given_the_rpc_port(spark_cluster: Any) -> None:
+    """The master's RPC port (7077, where spark-submit's ``--master spark://`` goes) takes no REST
+    submissions: the message says so, and how to enable the REST server."""
+    host, rpc_port = spark_cluster.master_url.split("://", 1)[1].rsplit(":", 1)
+    extra = json.dumps({"ui_url": spark_cluster.ui_url, "master_url": spark_cluster.master_url})
+    ok, message = _test_button("spark_standalone", host=host, port=int(rpc_port), extra=extra)
+    assert not ok
+    assert "spark.master.rest.enabled=true" in message and "6066" in message

@@ -3,25 +3,15 @@ is absent (see ``provider_info``); import-light, like every ``provider_info`` mo
 
 from __future__ import annotations
 
-import importlib.metadata
 from typing import Any
+
+from airflow_spark_async import distribution_installed
 
 __all__ = ["CONNECTION_TYPES"]
 
-
-def _official_provider_installed() -> bool:
-    # Package metadata, not an import: importing airflow.providers.* would import Airflow, whose
-    # configuration is what is loading this module (a circular import).
-    try:
-        importlib.metadata.distribution("apache-airflow-providers-databricks")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 CONNECTION_TYPES: list[dict[str, Any]] = (
     []
-    if _official_provider_installed()
+    if distribution_installed("apache-airflow-providers-databricks")
     else [
         {
             "hook-class-name": "airflow_spark_async.databricks.hook.DatabricksAsyncHook",
