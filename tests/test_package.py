@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 
 import airflow_spark_async
+from tests.airflow_compat import dag_bag
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_example_dag_imports_cleanly() -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(str(ROOT / "example_dags"))
+    bag = dag_bag(str(ROOT / "example_dags"))
     assert bag.import_errors == {}
     assert "spark_standalone_sum_of_squares" in bag.dag_ids
     for dag_id in bag.dag_ids:
@@ -71,7 +70,11 @@ def test_no_connection_type_is_registered_twice_beside_the_official_providers(tm
                            timeout=120)
     assert found.returncode == 0, found.stderr
     output = found.stdout + found.stderr
-    assert "already registered" not in output, output
+    ours = ("spark_standalone", "livy", "aws", "databricks")  # livy and aws only without the official provider
+    # Airflow 3.0 itself warns twice about the standard provider's 'fs' and 'package_index' types: not ours.
+    twice = [line for line in output.splitlines() if "already registered" in line
+             and any(f"connection_type '{conn_type}'" in line for conn_type in ours)]
+    assert twice == [], output
     assert "livy hook: airflow.providers.apache.livy.hooks.livy.LivyHook" in output
 
 

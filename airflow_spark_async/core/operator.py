@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, TypeVar
 
 from airflow.configuration import conf
 from airflow.sdk import BaseOperator, BaseOperatorLink
-from airflow.sdk.exceptions import AirflowException
 from airflow.sdk.execution_time.xcom import XCom
 
+from airflow_spark_async.core.airflow_versions import AirflowException
 from airflow_spark_async.core.backend import (
     Backend,
     JobState,

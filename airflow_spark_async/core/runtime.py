@@ -48,9 +48,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
-from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowNotFoundException, AirflowRuntimeError
+from airflow.sdk.exceptions import AirflowRuntimeError
 
+from airflow_spark_async.core.airflow_versions import AirflowNotFoundException, BaseHook, aget_connection
 from airflow_spark_async.core.errors import ConfigurationError, ConnectionFailed, RateLimitedError, TransientError
 from airflow_spark_async.core.http import DEFAULT_OPTIONS, HttpOptions
 from airflow_spark_async.core.retry import ThrottleGate, cap_retry_after, clock
@@ -282,7 +282,7 @@ def load_connection(conn_id: str) -> Connection:
 
 async def aload_connection(conn_id: str) -> Connection:
     try:
-        return await BaseHook.aget_connection(conn_id)
+        return await aget_connection(conn_id)
     except (AirflowNotFoundException, AirflowRuntimeError, LookupError) as exc:
         raise _translate(conn_id, exc) from exc
 

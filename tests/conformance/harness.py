@@ -15,8 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from airflow.sdk.exceptions import TaskDeferred
-
+from airflow_spark_async.core.airflow_versions import TaskDeferred
 from airflow_spark_async.core.backend import cancel_job
 from airflow_spark_async.core.http import close_loop_sessions
 from airflow_spark_async.core.operator import SparkJobOperator

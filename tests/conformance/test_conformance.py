@@ -10,10 +10,10 @@ import asyncio
 import time
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 from airflow.sdk.execution_time.xcom import XCom
 
 from airflow_spark_async.core import trigger as trigger_module
+from airflow_spark_async.core.airflow_versions import TaskDeferred
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.http import close_loop_sessions
 from airflow_spark_async.core.operator import SparkJobFailed, SparkJobTimeout

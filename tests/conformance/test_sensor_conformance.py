@@ -13,8 +13,8 @@ import dataclasses
 from collections.abc import Iterator
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_spark_async.core.airflow_versions import TaskDeferred
 from airflow_spark_async.core.operator import SparkJobFailed
 from airflow_spark_async.core.sensor import SparkJobSensor
 from airflow_spark_async.core.trigger import SparkJobTrigger

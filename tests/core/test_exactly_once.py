@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_spark_async.core import trigger as trigger_module
+from airflow_spark_async.core.airflow_versions import TaskDeferred
 from airflow_spark_async.core.backend import (
     Backend,
     JobState,

@@ -14,6 +14,7 @@ import airflow_spark_async
 from airflow_spark_async.core.spec import SparkJob
 from airflow_spark_async.databricks.operators import DatabricksRunNowOperator, DatabricksSubmitRunOperator
 from airflow_spark_async.databricks.sensors import DatabricksRunSensor
+from tests.airflow_compat import dag_bag
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "example_dags"
@@ -21,9 +22,7 @@ EXAMPLES = ROOT / "example_dags"
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("databricks_*.py")), ids=lambda p: p.stem)
 def test_every_databricks_example_imports_cleanly_without_the_official_provider(path: Path) -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(str(path))
+    bag = dag_bag(str(path))
     assert bag.import_errors == {}
     [dag] = bag.dags.values()
     assert dag.tasks
@@ -31,9 +30,7 @@ def test_every_databricks_example_imports_cleanly_without_the_official_provider(
 
 
 def test_the_examples_cover_notebook_python_and_jar_tasks_and_wait_in_the_triggerer() -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(str(EXAMPLES))
+    bag = dag_bag(str(EXAMPLES))
     notebook = bag.dags["databricks_notebook"].get_task("daily_summary")
     assert isinstance(notebook, DatabricksSubmitRunOperator) and notebook.notebook_task and notebook.deferrable
     python = bag.dags["databricks_python"]

@@ -17,8 +17,8 @@ import uuid
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_spark_async.core.airflow_versions import TaskDeferred
 from airflow_spark_async.core.backend import JobState
 from airflow_spark_async.core.http import MAX_RETRY_AFTER, close_loop_sessions
 from airflow_spark_async.core.ledger import MemoryLedger

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_spark_async.core.airflow_versions import TaskDeferred
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.ledger import MemoryLedger
 from airflow_spark_async.core.operator import SparkJobFailed

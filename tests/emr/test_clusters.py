@@ -7,8 +7,8 @@ import uuid
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_spark_async.core.airflow_versions import TaskDeferred
 from airflow_spark_async.core.ledger import MemoryLedger
 from airflow_spark_async.core.operator import SparkJobFailed
 from airflow_spark_async.emr.clusters import KEY_TAG

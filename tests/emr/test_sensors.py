@@ -6,8 +6,8 @@ import uuid
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_spark_async.core.airflow_versions import TaskDeferred
 from airflow_spark_async.core.operator import SparkJobFailed
 from airflow_spark_async.emr.sensors import EmrServerlessJobSensor, EmrStepSensor
 from tests.conformance.harness import FakeTI, rebuild, run_trigger

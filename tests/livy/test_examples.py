@@ -11,15 +11,14 @@ import airflow_spark_async
 from airflow_spark_async.livy import provider_info
 from airflow_spark_async.livy.operators import LivyBatchOperator
 from airflow_spark_async.livy.sensors import LivyBatchSensor
+from tests.airflow_compat import dag_bag
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("livy_*.py")), ids=lambda p: p.stem)
 def test_every_livy_example_imports_cleanly_without_the_official_provider(path: Path) -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(str(path))
+    bag = dag_bag(str(path))
     assert bag.import_errors == {}
     [dag] = bag.dags.values()
     assert dag.tasks
@@ -27,9 +26,7 @@ def test_every_livy_example_imports_cleanly_without_the_official_provider(path: 
 
 
 def test_the_migrated_example_keeps_the_official_meaning_of_its_arguments() -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
-    dag = DagBag(str(EXAMPLES / "livy_migrated_from_official.py")).dags["livy_migrated_from_official"]
+    dag = dag_bag(str(EXAMPLES / "livy_migrated_from_official.py")).dags["livy_migrated_from_official"]
     pi, submit_report, wait_for_report = (dag.get_task(t) for t in ("pi", "submit_report", "wait_for_report"))
     assert isinstance(pi, LivyBatchOperator) and isinstance(submit_report, LivyBatchOperator)
     assert isinstance(wait_for_report, LivyBatchSensor)

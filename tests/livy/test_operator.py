@@ -18,8 +18,8 @@ import tenacity
 from airflow.providers.apache.livy.hooks.livy import LivyHook
 from airflow.providers.apache.livy.operators.livy import LivyOperator
 from airflow.providers.apache.livy.sensors.livy import LivySensor
-from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_spark_async.core.airflow_versions import TaskDeferred
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.operator import SparkJobFailed
 from airflow_spark_async.core.spec import SparkJob

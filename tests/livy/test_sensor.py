@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_spark_async.core.airflow_versions import TaskDeferred
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.operator import SparkJobFailed
 from airflow_spark_async.livy.sensors import LIVY_TERMINAL_STATES, LivyBatchSensor

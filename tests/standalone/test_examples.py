@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.airflow_compat import dag_bag
 from tests.conftest import standalone_conn_json
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
@@ -16,9 +17,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("spark_standalone_*.py")), ids=lambda p: p.stem)
 def test_every_standalone_example_imports_cleanly(path: Path) -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(str(path))
+    bag = dag_bag(str(path))
     assert bag.import_errors == {}
     assert bag.dags and all(dag.tasks for dag in bag.dags.values())
 
@@ -28,7 +27,6 @@ def test_the_sum_of_squares_example_computes_its_checked_answer(
     spark_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from airflow.configuration import conf
-    from airflow.dag_processing.dagbag import DagBag
     from airflow.utils import db
 
     db.initdb()
@@ -41,7 +39,7 @@ def test_the_sum_of_squares_example_computes_its_checked_answer(
     monkeypatch.setenv("AIRFLOW_CONN_SPARK_STANDALONE_DEFAULT", standalone_conn_json(
         spark_cluster.rest_url, spark_cluster.ui_url, spark_cluster.master_url))
     monkeypatch.setenv("SPARK_ASYNC_OUTPUT_DIR", str(tmp_path))  # read when the DAG file is parsed
-    dag = DagBag(str(folder / "spark_standalone_sum_of_squares.py")).dags["spark_standalone_sum_of_squares"]
+    dag = dag_bag(str(folder / "spark_standalone_sum_of_squares.py")).dags["spark_standalone_sum_of_squares"]
     run = dag.test(run_conf={"n": 20000})
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert run.state == "success", states

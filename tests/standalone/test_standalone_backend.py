@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_spark_async.core.airflow_versions import TaskDeferred
 from airflow_spark_async.core.backend import JobState
 from airflow_spark_async.core.errors import JobNotFoundError
 from airflow_spark_async.core.http import close_loop_sessions
