@@ -6,8 +6,9 @@ such as "mark failed".  Unit tests with mocked triggers cannot show that, so the
 every Airflow component as a separate OS process, exactly as a production deployment would, but wired
 for speed and isolation:
 
-* a fresh ``AIRFLOW_HOME`` and SQLite DB per stack (the migrated DB is cached per test session, since
-  ``airflow db migrate`` costs ~6 s and its result is identical for every stack);
+* a fresh ``AIRFLOW_HOME`` and metadata DB per stack (the migrated DB is cached per test session,
+  since ``airflow db migrate`` costs ~6 s and its result is identical for every stack);
+* the DB is PostgreSQL or SQLite (``database=``, see below);
 * ``LocalExecutor`` (allowed with SQLite in Airflow 3), parallelism chosen by the test;
 * ``SimpleAuthManager`` with ``simple_auth_manager_all_admins`` so the REST API needs no user set-up;
 * every setting lives in environment variables (no race on generating ``airflow.cfg``);
@@ -15,8 +16,35 @@ for speed and isolation:
 * every component runs in its own session/process group and is torn down (children included) by
   :meth:`AirflowStack.stop`, so no stray ``airflow`` process survives a test run.
 
+The metadata database
+---------------------
+
+``AirflowStack(..., database="postgres")`` — what the e2e tests use (:func:`e2e_database`) — runs on
+PostgreSQL, the database production Airflow runs on:
+
+* **one server per test session**, :func:`tests.servers.postgres.shared_server`: started on first
+  use from the distribution's binaries (``initdb``/``postgres`` on ``PATH`` or in
+  ``/usr/lib/postgresql/<version>/bin``; as root on Debian/Ubuntu, installed with ``apt-get`` if
+  missing), a throw-away cluster in a temp dir on a free loopback port with its unix socket in that
+  dir, run as the ``postgres`` user when we are root (PostgreSQL refuses root), durability off. It is
+  stopped and its dir removed at interpreter exit (``atexit``: after failed tests and Ctrl-C too);
+  a SIGKILLed pytest takes it down through ``PR_SET_PDEATHSIG``;
+* **one database per stack**, ``airflow_stack_<pid>_<n>``: the session's first stack migrates a
+  template database once (~6 s), every stack is a ``CREATE DATABASE ... TEMPLATE`` copy of it
+  (under a second), dropped again by :meth:`AirflowStack.stop`;
+* the drivers are ``psycopg2`` (the sync engine) and ``asyncpg`` (Airflow's async engine), both in
+  the ``dev`` extra; :meth:`AirflowStack.query` reads the DB with either database.
+
+``database="sqlite"`` — the default, so the demo (``scripts/demo.py``), the benchmarks and a
+developer's own stack need no PostgreSQL — uses a SQLite file in ``AIRFLOW_HOME``, copied from a
+migrated one per stack. SQLite needs two workarounds that PostgreSQL does not: the ``trigger`` table
+is rebuilt with AUTOINCREMENT, since SQLite hands a deleted trigger's id to the next trigger
+(:func:`_never_reuse_trigger_ids`), and :meth:`AirflowStack.wait_for_trigger_to_run` restarts a
+triggerer that never starts a trigger. ``E2E_DATABASE=sqlite`` runs the e2e tests on SQLite
+(docs/testing-postgres.md).
+
 Only the standard library, ``httpx`` (an Airflow dependency) and ``psutil`` (ditto, non-Linux fallback)
-are used, so the module works in any venv that has Airflow installed.
+are used — and, for PostgreSQL, ``psycopg2`` — so the module works in any venv that has Airflow installed.
 """
 
 from __future__ import annotations
@@ -25,6 +53,8 @@ import atexit
 import base64
 import contextlib
 import ctypes
+import datetime
+import itertools
 import json
 import os
 import shutil
@@ -44,6 +74,7 @@ from urllib.parse import quote
 
 import httpx
 
+from tests.servers import postgres
 from tests.servers.background import free_port
 
 __all__ = [
@@ -53,6 +84,8 @@ __all__ = [
     "AirflowStack",
     "AirflowStackError",
     "Component",
+    "as_utc",
+    "e2e_database",
     "free_port",
 ]
 
@@ -91,9 +124,39 @@ _STRIPPED_ENV_NAMES = frozenset({"AIRFLOW_HOME", "AIRFLOW_CONFIG", "_AIRFLOW_PRO
 #: Seconds a read of the REST API is retried on 5xx answers and transport errors (see AirflowStack.api).
 API_READ_RETRY_SECONDS = 20.0
 
-# One migrated SQLite DB per test session (see module docstring).  Guarded by nothing more than the GIL:
-# stacks are started sequentially by pytest; a concurrent start simply migrates twice.
+#: The metadata databases a stack can run on (the ``database`` argument of :class:`AirflowStack`).
+DATABASES: tuple[str, ...] = ("sqlite", "postgres")
+#: Environment variable that chooses the e2e tests' database (:func:`e2e_database`).
+E2E_DATABASE_ENV = "E2E_DATABASE"
+
+# One migrated DB per test session and database kind (see module docstring): a SQLite file, or the
+# name of a PostgreSQL template database on the session's server.  Guarded by nothing more than the
+# GIL: stacks are started sequentially by pytest; a concurrent start simply migrates twice.
 _DB_TEMPLATE: Path | None = None
+_PG_TEMPLATE: tuple[postgres.PostgresServer, str] | None = None
+_PG_DB_NUMBERS = itertools.count(1)
+
+
+def as_utc(value: datetime.datetime | str) -> datetime.datetime:
+    """A timestamp read by :meth:`AirflowStack.query` as an aware UTC ``datetime``: PostgreSQL returns
+    ``timestamptz`` as aware datetimes, SQLite returns Airflow's naive UTC timestamps as text."""
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=datetime.timezone.utc)
+    return value.astimezone(datetime.timezone.utc)
+
+
+def e2e_database() -> str:
+    """The database the e2e tests run their stacks on: ``$E2E_DATABASE``, PostgreSQL by default.
+
+    ``E2E_DATABASE=sqlite`` runs them on SQLite instead (no PostgreSQL needed; docs/testing-postgres.md).
+    """
+    value = os.environ.get(E2E_DATABASE_ENV, "").strip().lower() or "postgres"
+    value = {"postgresql": "postgres", "pg": "postgres"}.get(value, value)
+    if value not in DATABASES:
+        raise ValueError(f"{E2E_DATABASE_ENV}={value!r}: expected one of {', '.join(DATABASES)}")
+    return value
 
 
 # Stacks that were started and not stopped yet; stopped at interpreter exit as a safety net for code
@@ -292,6 +355,10 @@ class AirflowStack:
     :param components: which components :meth:`start` launches.
     :param reuse_migrated_db: copy a DB migrated earlier in this process instead of migrating again.
     :param dags_paused: ``[core] dags_are_paused_at_creation``; ``False`` saves the :meth:`unpause` calls.
+    :param database: the metadata database: ``"sqlite"`` (a file in ``AIRFLOW_HOME``; the default, for
+        the demo and developer stacks) or ``"postgres"`` (a database of its own on the session's
+        throw-away PostgreSQL server, :func:`tests.servers.postgres.shared_server`; what the e2e tests
+        use, see :func:`e2e_database`).
     """
 
     def __init__(
@@ -305,13 +372,24 @@ class AirflowStack:
         components: Sequence[str] = DEFAULT_COMPONENTS,
         reuse_migrated_db: bool = True,
         dags_paused: bool = True,
+        database: str = "sqlite",
     ) -> None:
+        if database not in DATABASES:
+            raise ValueError(f"database={database!r}: expected one of {', '.join(DATABASES)}")
         self.dags_folder = Path(dags_folder).resolve()
         self.parallelism = parallelism
         self.root = Path(base_tmp_dir).resolve()
         self.home = self.root / "airflow_home"
         self.component_log_dir = self.root / "component_logs"
+        self.database = database
+        #: the SQLite file (SQLite stacks only)
         self.db_path = self.home / "airflow.db"
+        #: the PostgreSQL server and this stack's database on it (PostgreSQL stacks only)
+        self.pg: postgres.PostgresServer | None = None
+        self.db_name: str | None = None
+        if database == "postgres":
+            self.pg = postgres.shared_server()
+            self.db_name = f"airflow_stack_{os.getpid()}_{next(_PG_DB_NUMBERS)}"
         self.extra_env = dict(extra_env or {})
         self.startup_timeout = startup_timeout
         self.component_names = tuple(components)
@@ -333,10 +411,19 @@ class AirflowStack:
         self.env: dict[str, str] = self._build_env()
         self._client: httpx.Client | None = None
         self._token: str | None = None
+        #: Tasks whose trigger never started until :meth:`wait_for_trigger_to_run` restarted the triggerer.
+        self.triggerer_restarts: list[str] = []
         #: ``time.monotonic()`` when :meth:`start` began (to measure e.g. time to first task).
         self.started_at: float | None = None
 
     # ------------------------------------------------------------------ configuration
+
+    @property
+    def sql_alchemy_conn(self) -> str:
+        """``[database] sql_alchemy_conn`` of every component."""
+        if self.pg is not None:
+            return str(self.pg.url(self.db_name))
+        return f"sqlite:///{self.db_path}"
 
     def _build_env(self) -> dict[str, str]:
         """Environment shared by every component; all Airflow configuration is done here.
@@ -371,7 +458,7 @@ class AirflowStack:
             ),
             "CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": True,
             "CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": self.home / "simple_auth_manager_passwords.json",
-            "DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
+            "DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn,
             # --- api-server; secrets must be identical in all processes (JWTs for workers and users)
             "API__HOST": "127.0.0.1",
             "API__PORT": self.api_port,
@@ -454,7 +541,7 @@ class AirflowStack:
         self.timings["startup.total"] = round(time.monotonic() - t0, 2)
 
     def _prepare_home(self) -> None:
-        """Create ``AIRFLOW_HOME`` with an empty config file and a migrated SQLite DB.
+        """Create ``AIRFLOW_HOME`` with an empty config file and a migrated DB (SQLite or PostgreSQL).
 
         The empty ``airflow.cfg`` matters: without it, the four components started at once would all
         try to generate one (with different random secrets) and could read each other's half-written
@@ -475,16 +562,14 @@ class AirflowStack:
                 if key.startswith("AIRFLOW") or key in ("PYTHONPATH", "PATH")
             )
         )
+        if self.pg is not None:
+            self._prepare_postgres()
+            return
         if self.reuse_migrated_db and _DB_TEMPLATE is not None and _DB_TEMPLATE.is_file():
             self._copy_sqlite(_DB_TEMPLATE, self.db_path)
             self.timings["startup.db_migrate"] = 0.0
             return
-        with self.timed("startup.db_migrate"):
-            result = self.airflow_cli("db", "migrate", timeout=300)
-        if result.returncode != 0:
-            raise AirflowStackError(
-                f"airflow db migrate failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-            )
+        self._migrate()
         _never_reuse_trigger_ids(self.db_path)
         if self.reuse_migrated_db:
             template_dir = Path(tempfile.mkdtemp(prefix="airflow-stack-db-template-"))
@@ -492,6 +577,62 @@ class AirflowStack:
             template = template_dir / "airflow.db"
             self._copy_sqlite(self.db_path, template)
             _DB_TEMPLATE = template
+
+    def _migrate(self, sql_alchemy_conn: str | None = None) -> None:
+        """``airflow db migrate`` (of this stack's DB, or of the one ``sql_alchemy_conn`` names)."""
+        env = None if sql_alchemy_conn is None else {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_alchemy_conn}
+        with self.timed("startup.db_migrate"):
+            result = self.airflow_cli("db", "migrate", timeout=300, env=env)
+        if result.returncode != 0:
+            raise AirflowStackError(
+                f"airflow db migrate failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+
+    def _prepare_postgres(self) -> None:
+        """Create this stack's database on the session's PostgreSQL server, migrated.
+
+        The first stack of a session migrates a *template* database, never used by any stack, and
+        every stack (that one included) gets ``CREATE DATABASE ... TEMPLATE`` of it: a copy costs a
+        fraction of a second, a migration ~10 s. PostgreSQL's sequences never hand out an id twice,
+        so the trigger table stays as Airflow made it (compare :func:`_never_reuse_trigger_ids`).
+        """
+        global _PG_TEMPLATE
+        assert self.db_name is not None
+        template = _PG_TEMPLATE[1] if _PG_TEMPLATE is not None and _PG_TEMPLATE[0] is self.pg else None
+        if self.reuse_migrated_db and template is not None:
+            self.pg.create_database(self.db_name, template=template)
+            self.timings["startup.db_migrate"] = 0.0
+            return
+        if not self.reuse_migrated_db:
+            self.pg.create_database(self.db_name)
+            self._migrate()
+            return
+        template = f"airflow_template_{os.getpid()}"
+        self.pg.drop_database(template)  # a template left by a migration that failed half-way
+        self.pg.create_database(template)
+        self._migrate(self.pg.url(template))
+        self.pg.create_database(self.db_name, template=template)
+        _PG_TEMPLATE = (self.pg, template)
+
+    def _drop_postgres_db(self) -> None:
+        """Drop this stack's PostgreSQL database (every component is stopped by then)."""
+        if self.pg is not None and self.db_name is not None and self.pg.is_running():
+            with contextlib.suppress(Exception):
+                self.pg.drop_database(self.db_name)
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Rows of a read-only SQL query on the stack's metadata DB, on SQLite and PostgreSQL alike.
+
+        ``?`` marks a parameter in both. A reader never blocks Airflow: SQLite runs in WAL mode, and
+        a PostgreSQL read takes no locks a writer waits for. Timestamps come back as ``datetime`` on
+        PostgreSQL and as text on SQLite (:func:`as_utc` reads both).
+        """
+        if self.pg is not None:
+            with self.pg.read_only(self.db_name) as cur:
+                cur.execute(sql.replace("%", "%%").replace("?", "%s"), params)
+                return list(cur.fetchall())
+        with contextlib.closing(sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30)) as db:
+            return list(db.execute(sql, params).fetchall())
 
     @staticmethod
     def _copy_sqlite(src: Path, dst: Path) -> None:
@@ -616,6 +757,7 @@ class AirflowStack:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            self._drop_postgres_db()
             _LIVE_STACKS.discard(self)
 
     def _terminate(self, components: Sequence[Component], *, sig: int, timeout: float) -> list[int]:
@@ -672,11 +814,16 @@ class AirflowStack:
         """Build an :class:`AirflowStackError` carrying ``message`` plus the component log tails."""
         return AirflowStackError(f"{message}\n\n{self.dump_logs(lines)}")
 
-    def airflow_cli(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-        """Run a one-off ``airflow`` CLI command against this stack (costs ~3 s of imports per call)."""
+    def airflow_cli(
+        self, *args: str, timeout: float = 120.0, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a one-off ``airflow`` CLI command against this stack (costs ~3 s of imports per call).
+
+        :param env: overrides of :attr:`env` for this command.
+        """
         return subprocess.run(
             [*_airflow_argv(), *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=self.root,
             capture_output=True,
             text=True,
@@ -957,18 +1104,26 @@ class AirflowStack:
         A test that acts on a deferred task (mark failed) must first know that a triggerer runs its
         trigger: Airflow only calls ``on_kill`` on a running trigger. With Airflow 3.3.2 on SQLite a
         trigger created right after a batch of others finished was seen, under load, never to be
-        started by the live triggerer (docs/development.md). Then the triggerer is restarted once —
-        a fresh one picks the trigger up — and the wait starts again.
+        started by the live triggerer (docs/development.md). Then, on SQLite, the triggerer is
+        restarted once — a fresh one picks the trigger up — and the wait starts again (recorded in
+        :attr:`triggerer_restarts`). On PostgreSQL, whose ids are never reused, no restart: the
+        trigger must start within the same overall time.
         """
 
         def running() -> bool:
             return marker in self.task_log(dag_id, run_id, task_id)
 
+        if self.database != "sqlite":
+            self.wait_until(running, timeout=3 * timeout, description=f"trigger of {task_id} running")
+            return
         try:
             self.wait_until(running, timeout=timeout, description=f"trigger of {task_id} running")
             return
         except AirflowStackError:
             pass
+        self.triggerer_restarts.append(f"{dag_id}/{run_id}/{task_id}")
+        print(f"airflow_stack: the trigger of {dag_id}/{run_id}/{task_id} did not start within {timeout:.0f}s; "
+              "restarting the triggerer (SQLite)", file=sys.stderr, flush=True)
         self.stop_component("triggerer")
         self.start_triggerer()
         self.wait_until(running, timeout=2 * timeout, description=f"trigger of {task_id} running after restart")

@@ -13,10 +13,9 @@ deadline: CI is a loaded 2-core machine.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import datetime
 import json
 import re
-import sqlite3
 import time
 import urllib.request
 import uuid
@@ -27,7 +26,7 @@ from typing import Any, ClassVar
 
 from airflow_spark_async.core.backend import find_key, key_family
 from airflow_spark_async.emr.ids import StepsRef, parse_tag
-from tests.e2e.airflow_stack import AirflowStack, AirflowStackError
+from tests.e2e.airflow_stack import AirflowStack, AirflowStackError, as_utc
 from tests.emr.moto_aws import MotoAws
 from tests.servers.databricks_server import DatabricksServer
 from tests.servers.livy_server import LivyServer, Step
@@ -140,17 +139,21 @@ class Ti:
 
 
 def db_rows(stack: AirflowStack, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Rows of a read-only query on the stack's SQLite DB (WAL: readers never block Airflow)."""
-    with contextlib.closing(sqlite3.connect(f"file:{stack.db_path}?mode=ro", uri=True, timeout=30)) as db:
-        return list(db.execute(sql, params).fetchall())
+    """Rows of a read-only query (``?`` parameters) on the stack's metadata DB, PostgreSQL or SQLite
+    (:meth:`AirflowStack.query`); readers never block Airflow."""
+    return stack.query(sql, *params)
 
 
 def live_triggerers(stack: AirflowStack) -> list[int]:
-    """Triggerer jobs that heartbeat (a SIGKILLed triggerer's job stays 'running' in the DB)."""
-    rows = db_rows(stack, "SELECT id FROM job WHERE job_type = 'TriggererJob' AND state = 'running' "
-                          "AND end_date IS NULL AND latest_heartbeat > datetime('now', ?) ORDER BY id",
-                   f"-{HEALTH_CHECK_THRESHOLD} seconds")
-    return [int(row[0]) for row in rows]
+    """Triggerer jobs that heartbeat (a SIGKILLed triggerer's job stays 'running' in the DB).
+
+    The heartbeat's age is computed here, not in SQL: date arithmetic is spelled differently in
+    every database, and the DB runs on this machine's clock.
+    """
+    rows = db_rows(stack, "SELECT id, latest_heartbeat FROM job WHERE job_type = 'TriggererJob' "
+                          "AND state = 'running' AND end_date IS NULL ORDER BY id")
+    since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=HEALTH_CHECK_THRESHOLD)
+    return [int(job_id) for job_id, beat in rows if beat is not None and as_utc(beat) > since]
 
 
 def set_parallelism(stack: AirflowStack, slots: int) -> None:

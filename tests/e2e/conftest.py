@@ -4,7 +4,8 @@ Why one: starting a stack (four Airflow processes, a migrated DB, parsing the DA
 services behind it costs tens of seconds on a loaded 2-core machine; the scenarios act on one
 task instance at a time and tell their jobs apart by run id or key, so they can share it. The
 DAG folder holds every example DAG plus the e2e-only DAGs of ``tests/e2e/dags/``; connections to
-all four services are set once. ``test_stack_smoke.py`` (the harness's own self-test) keeps its
+all four services are set once. The metadata DB is PostgreSQL (``E2E_DATABASE=sqlite``: SQLite; see
+docs/testing-postgres.md). ``test_stack_smoke.py`` (the harness's own self-test) keeps its
 own stack: its module fixtures override these.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import standalone_conn_json
-from tests.e2e.airflow_stack import AirflowStack
+from tests.e2e.airflow_stack import AirflowStack, e2e_database
 from tests.e2e.backends import BACKENDS, HEALTH_CHECK_THRESHOLD, SLOTS, Backend, GatedLivyServer, Servers
 from tests.emr.moto_aws import MotoAws
 from tests.servers.databricks_server import DatabricksServer
@@ -79,7 +80,7 @@ def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "256",
     }
     airflow = AirflowStack(dags, parallelism=SLOTS, base_tmp_dir=root / "airflow", extra_env=env, dags_paused=False,
-                           startup_timeout=240)
+                           startup_timeout=240, database=e2e_database())
     with airflow:
         yield airflow
     assert airflow.all_pids() == [], "processes left behind"

@@ -1,5 +1,5 @@
 """The exactly-once contract (docs/concepts.md, I1-I4) in a real Airflow 3 — scheduler,
-dag-processor, triggerer, api-server, LocalExecutor, SQLite — written once and run against every
+dag-processor, triggerer, api-server, LocalExecutor, PostgreSQL — written once and run against every
 backend (tests/e2e/backends.py says how each service is driven):
 
 * **mark failed** — marking a deferred task failed makes its trigger's ``on_kill`` cancel the job (I3);
@@ -52,7 +52,7 @@ MOVED_JOB_SECONDS = 40
 
 
 def _trigger_owner(stack: AirflowStack, ti: Ti) -> int | None:
-    """The triggerer job that runs the task instance's trigger (read from the stack's SQLite file)."""
+    """The triggerer job that runs the task instance's trigger (read from the stack's metadata DB)."""
     rows = db_rows(
         stack,
         "SELECT t.triggerer_id FROM trigger t JOIN task_instance ti ON ti.trigger_id = t.id "

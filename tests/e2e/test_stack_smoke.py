@@ -7,8 +7,8 @@ standard provider's sensors and a tiny probe trigger (written to a temp dir at r
 marker files:
 
 * a deferring task goes to ``deferred`` and then succeeds, its log is readable through the API;
-* LocalExecutor with SQLite works and the number of running tasks is bounded by ``parallelism``,
-  while deferred tasks do not hold a worker slot;
+* LocalExecutor with PostgreSQL (or SQLite: ``E2E_DATABASE=sqlite``) works and the number of
+  running tasks is bounded by ``parallelism``, while deferred tasks do not hold a worker slot;
 * "mark failed" on a deferred task invokes ``BaseTrigger.on_kill()`` in the triggerer, and the trigger
   sees its task instance already ``failed`` there; ``AIRFLOW_CONN_*`` connections are readable from
   a trigger;
@@ -35,9 +35,9 @@ from typing import Any
 import pytest
 
 try:
-    from tests.e2e.airflow_stack import AirflowStack
+    from tests.e2e.airflow_stack import AirflowStack, e2e_database
 except ImportError:  # tests/e2e imported as a rootdir-less folder
-    from airflow_stack import AirflowStack  # type: ignore[no-redef]
+    from airflow_stack import AirflowStack, e2e_database  # type: ignore[no-redef]
 
 # A self-test of the harness: every e2e module exercises it too, so the default run leaves it out
 # (run it with `./dev test -m harness tests/e2e/test_stack_smoke.py`).
@@ -434,7 +434,8 @@ def stack(workdir: Path, report: Report) -> Iterator[AirflowStack]:
         f"AIRFLOW_CONN_{PROBE_CONN_ID.upper()}": json.dumps(PROBE_CONN),
     }
     airflow = AirflowStack(
-        workdir / "dags", parallelism=PARALLELISM, base_tmp_dir=workdir / "stack", extra_env=extra_env
+        workdir / "dags", parallelism=PARALLELISM, base_tmp_dir=workdir / "stack", extra_env=extra_env,
+        database=e2e_database(),
     )
     with airflow:
         t = time.monotonic()
