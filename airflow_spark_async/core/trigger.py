@@ -21,10 +21,13 @@ rules live here, once:
   the trigger ends with an event (I4).
 * **Never orphan, never kill a healthy job.** ``on_kill`` runs when a user acts on the
   deferred task — and, in Airflow 3.3, also when a trigger merely moves to another
-  triggerer. It cancels only when it *knows* the task left the states in which a live try
-  owns the job (``deferred``, ``running``); when the state cannot be read within its budget it
-  leaves the job alone — it is recorded under its key, and the next try reattaches to it or
-  cancels it. The lookup and the cancel together fit Airflow's 30 s ``on_kill`` limit.
+  triggerer. Before 3.3, Airflow has no trigger ``on_kill``: the ``CancelledError`` that
+  ``run`` receives (a user action, a move, a triggerer shutting down) runs the same checks, as
+  the official Amazon provider does for EMR Serverless. It cancels only when it *knows* the
+  task left the states in which a live try owns the job (``deferred``, ``running``); when the
+  state cannot be read within its budget it leaves the job alone — it is recorded under its
+  key, and the next try reattaches to it or cancels it. The lookup and the cancel together
+  fit Airflow's 30 s ``on_kill`` limit.
 * **Nothing blocks the loop**, and ``CancelledError`` is never swallowed.
 """
 
@@ -42,6 +45,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_spark_async.core.airflow_versions import TRIGGER_ON_KILL
 from airflow_spark_async.core.backend import Backend, JobState, JobStatus, cancel_job, parse_key, submit_job
 from airflow_spark_async.core.errors import (
     AuthError,
@@ -294,6 +298,11 @@ class SparkJobTrigger(BaseTrigger):
         try:
             event = await watch_job(self, log=self.log)
         except asyncio.CancelledError:
+            if not TRIGGER_ON_KILL:
+                # Before Airflow 3.3 no on_kill comes: this cancel is the only sign that a user acted
+                # on the task — or that the trigger moved or its triggerer stops. The task's state
+                # tells which, exactly as on_kill reads it (cancelling only a task that left its try).
+                await self.on_kill()
             raise
         except Exception as exc:  # a bug must still end in an event the worker can act on (I4)
             self.log.exception("Watching job %s failed unexpectedly", self.job_id)

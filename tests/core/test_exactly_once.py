@@ -498,6 +498,59 @@ def test_on_kill_forgets_the_ledger_record_of_the_job_it_cancelled(monkeypatch: 
     assert world.cancelled == ["1"] and ledger.entries == {}
 
 
+def _cancel_while_watching(trigger: SparkJobTrigger, world: MemBackend) -> None:
+    """Cancel the trigger's ``run`` once it watches the job, as Airflow's triggerer cancels a trigger
+    whose task a user acted on (every minor), that moved, or whose triggerer stops."""
+    polled = asyncio.Event()
+    status = world.status
+
+    async def watched_status(job_id: str) -> JobStatus:
+        polled.set()
+        return await status(job_id)
+
+    world.status = watched_status  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        running = asyncio.ensure_future(anext(trigger.run()))
+        await asyncio.wait_for(polled.wait(), 30)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(running, 30)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("state", ["failed", "success", "up_for_retry", "removed"])
+def test_before_airflow_3_3_a_cancelled_trigger_cancels_the_job_of_a_task_that_left_its_try(
+        world: MemBackend, monkeypatch: pytest.MonkeyPatch, state: str) -> None:
+    """Airflow 3.0-3.2 call no trigger on_kill: the trigger's CancelledError is the user's action."""
+    monkeypatch.setattr(trigger_module, "TRIGGER_ON_KILL", False)
+    trigger = defer(op(), ctx())
+    MemTrigger.task_state = state
+    _cancel_while_watching(trigger, world)
+    assert world.cancelled == ["1"]
+
+
+@pytest.mark.parametrize("state", ["deferred", "running", "scheduled", "queued"])
+def test_before_airflow_3_3_a_trigger_that_moved_or_stopped_leaves_the_job_running(
+        world: MemBackend, monkeypatch: pytest.MonkeyPatch, state: str) -> None:
+    monkeypatch.setattr(trigger_module, "TRIGGER_ON_KILL", False)
+    trigger = defer(op(), ctx())
+    MemTrigger.task_state = state
+    _cancel_while_watching(trigger, world)
+    assert world.cancelled == [] and world.running()
+
+
+def test_from_airflow_3_3_only_on_kill_cancels_not_the_cancelled_error(
+        world: MemBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """3.3 calls on_kill after a user action, so a cancel alone is left to it: no second cancel."""
+    monkeypatch.setattr(trigger_module, "TRIGGER_ON_KILL", True)
+    trigger = defer(op(), ctx())
+    MemTrigger.task_state = "failed"
+    _cancel_while_watching(trigger, world)
+    assert world.cancelled == []
+
+
 class HangingStateTrigger(MemTrigger):
     async def read_task_state(self) -> str | None:
         await asyncio.Event().wait()
