@@ -37,13 +37,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import greenlet
-from airflow.sdk import BaseHook, Connection
+from airflow.sdk import Connection
 from airflow.sdk.bases.operator import ExecutorSafeguard
-from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType, TaskDeferred
+from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType
 from airflow.sdk.execution_time.comms import ErrorResponse
 
 from airflow_spark_async.core import backend as core_backend
 from airflow_spark_async.core import ledger, retry, runtime
+from airflow_spark_async.core.airflow_versions import BaseHook, TaskDeferred
 from airflow_spark_async.core.backend import job_key_from_context, key_family
 from airflow_spark_async.core.errors import ConnectionFailed
 from airflow_spark_async.core.operator import SparkJobOperator
@@ -718,7 +719,8 @@ def installed(world: World) -> Iterator[None]:
     global _current
     import asgiref.sync
 
-    originals = (BaseHook.__dict__["get_connection"], BaseHook.__dict__["aget_connection"],
+    # Airflow 3.0's BaseHook has no aget_connection: the world adds one, and removes it after
+    originals = (BaseHook.__dict__["get_connection"], BaseHook.__dict__.get("aget_connection"),
                  asgiref.sync.sync_to_async, core_backend.deployment_salt)
 
     def get_connection(cls: type, conn_id: str) -> Connection:
@@ -750,6 +752,8 @@ def installed(world: World) -> Iterator[None]:
     finally:
         (BaseHook.get_connection, BaseHook.aget_connection, asgiref.sync.sync_to_async,  # type: ignore[method-assign]
          core_backend.deployment_salt) = originals
+        if originals[1] is None:
+            del BaseHook.aget_connection
         ledger.set_default_ledger(None)
         runtime.reset_backends()
         random.setstate(random_state)
