@@ -17,7 +17,7 @@ Docker or a Spark download.
 Usage from the shell::
 
     python -m airflow_spark_async_devtools.local_cluster start  [--workdir DIR] [--master-port 7077]
-        [--rest-port 6066] [--ui-port 8080] [--worker-ui-port 8081] [--worker-cores 2] [--worker-memory 2g]
+        [--rest-port 6066] [--ui-port 8090] [--worker-ui-port 8081] [--worker-cores 2] [--worker-memory 2g]
     python -m airflow_spark_async_devtools.local_cluster status [--workdir DIR] [--json]
     python -m airflow_spark_async_devtools.local_cluster stop   [--workdir DIR]
 

@@ -31,7 +31,7 @@ def _build_parser() -> argparse.ArgumentParser:
     # the effective defaults are the dataclass defaults shown in the help.
     common.add_argument("--master-port", type=int, help="master RPC port (default 7077)")
     common.add_argument("--rest-port", type=int, help="REST submission port (default 6066)")
-    common.add_argument("--ui-port", type=int, help="master web UI port (default 8080)")
+    common.add_argument("--ui-port", type=int, help="master web UI port (default 8090: 8080 is Airflow's api-server)")
     common.add_argument("--worker-ui-port", type=int, help="worker web UI port (default 8081)")
     common.add_argument(
         "--worker-cores",

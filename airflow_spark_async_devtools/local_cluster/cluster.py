@@ -134,7 +134,8 @@ class ClusterStatus:
 class LocalSparkCluster:
     """One Spark master + one worker on 127.0.0.1, started from the installed ``pyspark``.
 
-    The defaults are Spark's own well-known ports; tests should pass free ports (see
+    The defaults are Spark's own well-known ports but for the master's web UI, on 8090 instead of
+    Spark's 8080 (Airflow's api-server default: ``./dev stack`` runs both); tests should pass free ports (see
     :meth:`with_free_ports`) so they can run next to a developer's cluster.  Calling :meth:`start`
     on a workdir whose cluster is already up is a no-op that reports the running cluster, so CI
     scripts and fixtures can call it unconditionally.
@@ -146,7 +147,8 @@ class LocalSparkCluster:
     workdir: Path = field(default_factory=lambda: DEFAULT_WORKDIR)
     master_port: int = 7077
     rest_port: int = 6066
-    ui_port: int = 8080
+    #: not Spark's 8080: that is Airflow's api-server default, and both run side by side here
+    ui_port: int = 8090
     worker_ui_port: int = 8081
     worker_cores: int = 2
     worker_memory: str = "2g"

@@ -244,6 +244,7 @@ class DatabricksServer(BackgroundServer):
     :param token_ttl: lifetime of issued OAuth tokens (seconds).
     :param tasks_page_size: tasks per runs/get page (2.2 pages at 100).
     :param default_seconds: how long a task that does not follow the test app's convention runs.
+    :param port: where it listens (default: a free port).
     """
 
     def __init__(
@@ -259,8 +260,9 @@ class DatabricksServer(BackgroundServer):
         token_ttl: int = 3600,
         tasks_page_size: int = 100,
         default_seconds: float = 1.0,
+        port: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(port=port)
         self.pat, self.client_id, self.client_secret = pat, client_id, client_secret
         self.azure_client_id, self.azure_client_secret = azure_client_id, azure_client_secret
         self.username, self.password = username, password
@@ -881,3 +883,26 @@ def _override(task: dict[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
             if kind in task and "seconds" in params:
                 task[kind]["parameters"] = [str(params["seconds"]), str(params.get("exit_code", "0"))]
     return task
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.servers.databricks_server --port 8999``: serve until Ctrl-C (``./dev stack`` runs
+    it with the example DAGs' saved job, see airflow_spark_async_devtools/stack/emulators.py)."""
+    import argparse
+    import contextlib
+    import threading
+
+    parser = argparse.ArgumentParser(description="Databricks Jobs API server for tests")
+    parser.add_argument("--port", type=int, default=8999)
+    parser.add_argument("--default-seconds", type=float, default=10.0, help="how long a run's tasks run")
+    args = parser.parse_args(argv)
+    with DatabricksServer(port=args.port, default_seconds=args.default_seconds) as server:
+        print(f"Databricks test server at {server.url} (PAT {server.pat}; OAuth M2M {server.client_id}/"
+              f"{server.client_secret})", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
