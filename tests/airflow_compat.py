@@ -11,4 +11,4 @@ def dag_bag(path: str) -> Any:
         from airflow.dag_processing.dagbag import DagBag
     except ImportError:  # Airflow 3.0
         from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
-    return DagBag(path, include_examples=False)
+    return DagBag(path)  # examples stay out: tests/conftest.py sets AIRFLOW__CORE__LOAD_EXAMPLES=False
