@@ -14,6 +14,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -195,6 +196,7 @@ def cmd_up(args: argparse.Namespace, state_dir: Path) -> int:
         print(f"==> a stack runs in {state_dir}: starting only what is down (its ports and options stay)")
     else:
         cfg = _new_config(args, state_dir)
+        shutil.rmtree(cfg.jobs_dir, ignore_errors=True)  # a new stack: the last one's job logs would mislead
     os.environ[MARKER_ENV] = cfg.stack_id  # inherited by every process the stack starts (procs.py)
 
     status = _status(cfg)
