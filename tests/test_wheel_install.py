@@ -225,10 +225,6 @@ def test_an_extra_brings_only_what_its_backend_needs_and_its_modules_import(
     assert not leaked, f"importing airflow_spark_async.{backend} imported {leaked}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "airflow_spark_async/emr/provider_info.py registers the 'aws' connection type whenever the amazon "
-    "provider is absent, even without the [emr] extra: its hook then fails to import (no aiobotocore) and "
-    "'airflow providers hooks' shows 'Error when importing hook!' for aws in a [livy] install"))
 def test_a_livy_install_registers_no_connection_type_whose_hook_cannot_import(
     installed: Callable[[str], Path], tmp_path: Path
 ) -> None:

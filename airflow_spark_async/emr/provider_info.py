@@ -2,8 +2,8 @@
 
 The EMR operators use Airflow's standard ``aws`` connection, whose type belongs to the amazon
 provider: when that is installed it owns the form and the Test button (registering ``aws`` a
-second time makes Airflow warn on every start), and only when it is absent does this package
-register the type, so the UI can still create and test one.
+second time makes Airflow warn on every start), and only when it is absent — and the ``[emr]``
+extra is installed — does this package register the type, so the UI can still create and test one.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ AWS_FORM: dict[str, Any] = {
     },
 }
 
+#: not without the ``[emr]`` extra either: the hook needs aiobotocore, and a hook that cannot import
+#: shows as "Error when importing hook!" in ``airflow providers hooks`` of a Livy-only install
 CONNECTION_TYPES: list[dict[str, Any]] = (
-    [] if distribution_installed("apache-airflow-providers-amazon") else [AWS_FORM]
+    [] if distribution_installed("apache-airflow-providers-amazon") or not distribution_installed("aiobotocore")
+    else [AWS_FORM]
 )

@@ -9,13 +9,14 @@ local Spark cluster, the Livy and Databricks test servers, moto) reached through
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import importlib
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from airflow_spark_async.core.airflow_versions import TaskDeferred
+from airflow_spark_async.core.airflow_versions import TRIGGER_ON_KILL, TaskDeferred
 from airflow_spark_async.core.backend import cancel_job
 from airflow_spark_async.core.http import close_loop_sessions
 from airflow_spark_async.core.operator import SparkJobOperator
@@ -186,7 +187,7 @@ def cancel(trigger: SparkJobTrigger) -> None:
 
 def kill_while_watching(trigger: SparkJobTrigger, task_state: str | None) -> None:
     """Let ``trigger`` watch for two seconds, then do what the triggerer does when a user kills the
-    task: cancel the run and call ``on_kill``, which reads ``task_state`` as the task's state."""
+    task: cancel the run and, from Airflow 3.3, call ``on_kill``, which reads ``task_state`` as the task's state."""
 
     async def state() -> str | None:
         return task_state
@@ -197,7 +198,11 @@ def kill_while_watching(trigger: SparkJobTrigger, task_state: str | None) -> Non
         task = asyncio.create_task(anext(trigger.run()))
         await asyncio.sleep(2)
         task.cancel()
-        await trigger.on_kill()
+        if TRIGGER_ON_KILL:
+            await trigger.on_kill()
+        else:  # before Airflow 3.3 the cancel alone tells the trigger (core.trigger)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await close_loop_sessions()
 
     asyncio.run(start_then_kill())

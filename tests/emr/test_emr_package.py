@@ -10,6 +10,7 @@ import pytest
 import airflow_spark_async
 from airflow_spark_async.emr.operators import EmrAddStepsOperator, EmrStepsOperator
 from airflow_spark_async.emr.sensors import EmrJobFlowSensor, EmrStepSensor
+from tests.airflow_compat import dag_bag
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 
@@ -39,9 +40,7 @@ def test_provider_info_lists_the_emr_modules_and_links_and_no_aws_connection_typ
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("emr_*.py")), ids=lambda p: p.stem)
 def test_every_emr_example_imports_cleanly_without_the_official_provider(path: Path) -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(str(path))
+    bag = dag_bag(str(path))
     assert bag.import_errors == {}
     [dag] = bag.dags.values()
     assert dag.tasks
@@ -49,14 +48,12 @@ def test_every_emr_example_imports_cleanly_without_the_official_provider(path: P
 
 
 def test_the_pipeline_example_cleans_up_however_the_step_ends() -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
-    dag = DagBag(str(EXAMPLES / "emr_create_step_terminate.py")).dags["emr_create_step_terminate"]
+    dag = dag_bag(str(EXAMPLES / "emr_create_step_terminate.py")).dags["emr_create_step_terminate"]
     remove = dag.get_task("remove_cluster")
     assert remove.is_teardown and remove.trigger_rule == "all_done_setup_success"
     assert dag.get_task("create_cluster").is_setup
     assert isinstance(dag.get_task("add_step"), EmrAddStepsOperator)
     assert isinstance(dag.get_task("wait_for_cluster"), EmrJobFlowSensor)
     assert isinstance(dag.get_task("wait_for_step"), EmrStepSensor)
-    step = DagBag(str(EXAMPLES / "emr_spark_step.py")).dags["emr_spark_step"].get_task("spark_pi")
+    step = dag_bag(str(EXAMPLES / "emr_spark_step.py")).dags["emr_spark_step"].get_task("spark_pi")
     assert isinstance(step, EmrStepsOperator) and step.deferrable and step.poll_interval >= 5
