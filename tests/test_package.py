@@ -131,3 +131,14 @@ def test_merged_core_modules_still_export_their_names(old: str, new: str) -> Non
             assert getattr(obj, "__self__", None) is home.clock, name
         else:
             assert obj is getattr(home, "KEY_PREFIX" if name == "PREFIX" else name), f"{old}.{name}"
+
+
+def test_the_changelog_has_a_dated_section_for_this_version() -> None:
+    """A release's notes exist before its wheel does: ``## [0.1.0] - 2026-12-04`` for version 0.1.0."""
+    import datetime
+    import re
+
+    text = (ROOT / "CHANGELOG.md").read_text()
+    found = re.search(rf"^## \[{re.escape(airflow_spark_async.__version__)}\] - (\d{{4}}-\d{{2}}-\d{{2}})$", text, re.M)
+    assert found, f"CHANGELOG.md has no '## [{airflow_spark_async.__version__}] - YYYY-MM-DD' section"
+    datetime.date.fromisoformat(found.group(1))
