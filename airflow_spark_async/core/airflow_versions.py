@@ -5,8 +5,8 @@ between minors, and asks :data:`TRIGGER_ON_KILL` instead of comparing version st
 dropping an old minor later is one edit here and a search for the names it exports.
 
 * ``BaseHook`` and the SDK's ``AirflowException``, ``AirflowNotFoundException`` and
-  ``TaskDeferred`` (what ``defer()`` raises) reached
-  ``airflow.sdk`` in 3.1; 3.0 has them in ``airflow.hooks.base`` and ``airflow.exceptions``.
+  ``TaskDeferred`` (what ``defer()`` raises) reached ``airflow.sdk`` in 3.1; 3.0 has them in
+  ``airflow.hooks.base`` and ``airflow.exceptions``.
 * ``BaseHook.aget_connection`` (a connection read that does not block the triggerer's loop)
   came in 3.1; on 3.0 the synchronous read runs in a thread, as 3.0's triggerer asks of
   Task SDK calls made from a trigger.
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import airflow
 from airflow.triggers.base import BaseTrigger
-from packaging.version import Version
 
 try:  # Airflow 3.1+
     from airflow.sdk import BaseHook
@@ -35,7 +33,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
 __all__ = [
-    "AIRFLOW_VERSION",
     "TRIGGER_ON_KILL",
     "AirflowException",
     "AirflowNotFoundException",
@@ -44,8 +41,6 @@ __all__ = [
     "aget_connection",
 ]
 
-#: the installed Airflow's version, without pre-release or local parts
-AIRFLOW_VERSION = Version(Version(airflow.__version__).base_version)
 #: whether the triggerer calls ``BaseTrigger.on_kill`` after a user acted on a deferred task
 TRIGGER_ON_KILL: bool = hasattr(BaseTrigger, "on_kill")
 

@@ -24,10 +24,11 @@ rules live here, once:
   triggerer. Before 3.3, Airflow has no trigger ``on_kill``: the ``CancelledError`` that
   ``run`` receives (a user action, a move, a triggerer shutting down) runs the same checks, as
   the official Amazon provider does for EMR Serverless. It cancels only when it *knows* the
-  task left the states in which a live try owns the job (``deferred``, ``running``); when the
-  state cannot be read within its budget it leaves the job alone — it is recorded under its
-  key, and the next try reattaches to it or cancels it. The lookup and the cancel together
-  fit Airflow's 30 s ``on_kill`` limit.
+  task left the states in which a live try owns the job (``deferred``, ``running``,
+  ``scheduled``, ``queued``: :data:`LIVE_TASK_STATES`); when the state cannot be read within
+  its budget it leaves the job alone — it is recorded under its key, and the next try
+  reattaches to it or cancels it. The lookup and the cancel together fit Airflow's 30 s
+  ``on_kill`` limit.
 * **Nothing blocks the loop**, and ``CancelledError`` is never swallowed.
 """
 
