@@ -137,6 +137,7 @@ def test_the_official_dag_runs_with_only_the_imports_changed(aws: MotoAws, tmp_p
     runner = tmp_path / "runner.py"
     runner.write_text(textwrap.dedent(RUNNER))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
+    (tmp_path / "home").mkdir()  # Airflow 3.0 opens its SQLite file without making the folder
     env.update({
         "AIRFLOW_HOME": str(tmp_path / "home"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
