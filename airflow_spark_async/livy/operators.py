@@ -43,11 +43,14 @@ class LivyBatchOperator(OfficialOperatorArguments[LivyBatchRequest]):
         return LivyBatchRequest(job, queue=queue, proxy_user=proxy_user)
 
     def result(self, context: Context, job_id: str) -> Any:
-        """The batch id, after pushing the official operator's ``app_id`` XCom."""
+        """The batch id, after pushing the official operator's ``app_id`` XCom — once Livy knows it:
+        a batch fired and forgotten may have none yet, and Airflow 3.0 fails a task that pushes an
+        XCom of None (pulling an XCom never pushed gives None on every minor)."""
         try:
             batch = self.backend_call(lambda backend: backend.batch(job_id))  # type: ignore[attr-defined]
         except BackendError as exc:
             self.log.warning("Could not read the application id of batch %s: %s", job_id, exc)
         else:
-            context["ti"].xcom_push(key="app_id", value=batch.app_id)
+            if batch.app_id is not None:
+                context["ti"].xcom_push(key="app_id", value=batch.app_id)
         return job_id

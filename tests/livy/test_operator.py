@@ -126,6 +126,15 @@ def test_polling_interval_zero_submits_and_returns_without_waiting(livy: LivySer
     assert livy.batch_state(0) == "running"
 
 
+def test_a_batch_fired_before_livy_knows_its_application_pushes_no_app_id(livy: LivyServer) -> None:
+    """Airflow 3.0 fails a task that pushes an XCom of None (its API answers 422): no app_id yet, no XCom."""
+    livy.script(Step("starting"))
+    op = LivyBatchOperator(task_id="fire", livy_conn_id=CONN, file="/a.py", polling_interval=0, deferrable=True)
+    ti = FakeTI()
+    assert op.execute(context(ti)) == "0"  # type: ignore[arg-type]
+    assert "app_id" not in ti.xcoms and ti.xcoms["job_id"] == "0"
+
+
 def test_non_deferrable_runs_the_same_poll_loop_on_the_worker(livy: LivyServer) -> None:
     livy.script(Step("running", 0.5, ["computing"]), Step("dead"))
     op = LivyBatchOperator(task_id="sync", livy_conn_id=CONN, file="/a.py", polling_interval=0.2, deferrable=False)
