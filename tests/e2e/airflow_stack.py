@@ -465,6 +465,8 @@ class AirflowStack:
             "API__BASE_URL": self.api_url,
             "API__WORKERS": 1,
             "API__EXPOSE_STACKTRACE": True,
+            # Airflow 3.0 answers the xcom_value() read (deserialize=true) with 400 unless this is on
+            "API__ENABLE_XCOM_DESERIALIZE_SUPPORT": True,
             "API__SECRET_KEY": base64.b64encode(os.urandom(16)).decode(),
             "API_AUTH__JWT_SECRET": base64.b64encode(os.urandom(16)).decode(),
             # --- scheduler: short loops so a test does not wait for housekeeping
