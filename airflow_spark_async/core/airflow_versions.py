@@ -9,15 +9,19 @@ dropping an old minor later is one edit here and a search for the names it expor
   ``airflow.hooks.base`` and ``airflow.exceptions``.
 * ``BaseHook.aget_connection`` (a connection read that does not block the triggerer's loop)
   came in 3.1; on 3.0 the synchronous read runs in a thread, as 3.0's triggerer asks of
-  Task SDK calls made from a trigger.
+  Task SDK calls made from a trigger — and so does the parsing of the connection's extra (see
+  :func:`aget_connection`).
 * ``BaseTrigger.on_kill`` came in 3.3: before it, a trigger learns that its task was acted on
   only from the ``CancelledError`` its ``run`` receives (see ``core.trigger``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import copy
+from typing import TYPE_CHECKING, Any
 
+import attrs
+from airflow.sdk.definitions.connection import Connection as SdkConnection
 from airflow.triggers.base import BaseTrigger
 
 try:  # Airflow 3.1+
@@ -51,4 +55,29 @@ async def aget_connection(conn_id: str) -> Connection:
         return await BaseHook.aget_connection(conn_id)
     from asgiref.sync import sync_to_async
 
-    return await sync_to_async(BaseHook.get_connection)(conn_id)
+    return await sync_to_async(_read_connection)(conn_id)
+
+
+def _read_connection(conn_id: str) -> Connection:
+    """Airflow 3.0: read the connection and parse its extra, in the calling (worker) thread.
+
+    On 3.0 every ``extra_dejson`` read masks the extra's secrets through a blocking call to the
+    triggerer's supervisor, and that call raises on the event loop's thread ("You cannot use
+    AsyncToSync in the same thread as an async event loop"): any trigger whose connection has an
+    extra failed. So the extra is parsed (and masked) here, once, and the connection returned
+    hands out copies of that parse.
+    """
+    conn = BaseHook.get_connection(conn_id)
+    fields = {field.name: getattr(conn, field.name) for field in attrs.fields(SdkConnection)}
+    return _ParsedConnection(**fields, parsed_extra=conn.extra_dejson)
+
+
+@attrs.define
+class _ParsedConnection(SdkConnection):
+    """A connection whose extra was parsed when it was read (see :func:`_read_connection`)."""
+
+    parsed_extra: dict[str, Any] = attrs.field(factory=dict, repr=False)
+
+    @property
+    def extra_dejson(self) -> dict[str, Any]:
+        return copy.deepcopy(self.parsed_extra)
