@@ -812,6 +812,10 @@ class AirflowStack:
             parts.append(f"===== {log_path.name} (last {lines} lines) =====\n{_tail(log_path, lines)}")
         return "\n".join(parts)
 
+    def component_logs(self, name: str) -> list[Path]:
+        """The output files of component ``name`` (``triggerer`` does not match ``triggerer-b``)."""
+        return sorted(self.component_log_dir.glob(f"{name}.*.log"))
+
     def fail(self, message: str, lines: int = 60) -> AirflowStackError:
         """Build an :class:`AirflowStackError` carrying ``message`` plus the component log tails."""
         return AirflowStackError(f"{message}\n\n{self.dump_logs(lines)}")

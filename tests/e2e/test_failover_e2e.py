@@ -9,7 +9,8 @@ without Spark, so a hundred of them cost nothing but HTTP):
   ``[triggerer] triggerer_health_check_threshold`` — the liveness rule of
   ``Trigger.assign_unassigned`` in Airflow 3.3 — so triggerer B takes every trigger over; then A
   resumes (SIGCONT), finds its triggers gone and Airflow calls ``on_kill`` on each of them
-  (Airflow 3.3 cancels a moved trigger through the same "user action" path as a mark-failed).
+  (Airflow 3.3 cancels a moved trigger through the same "user action" path as a mark-failed;
+  before 3.3 it cancels the trigger's task, and the core runs the same checks on that cancel).
   Required: not one batch is deleted, exactly ``MAPPED`` batches were ever created (none
   resubmitted), and every task succeeds in its first try (invariants I1-I3 of docs/concepts.md).
 * **clear of a deferred task** — clearing a task whose batch is still running restarts it, as a
@@ -37,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from airflow_spark_async.core.airflow_versions import TRIGGER_ON_KILL
 from tests.e2e.airflow_stack import AirflowStack
 from tests.e2e.backends import HEALTH_CHECK_THRESHOLD, HELD, GatedLivyServer, db_rows, live_triggerers, set_parallelism
 from tests.e2e.dags.e2e_livy import CLEAR_DAG, FAILOVER_DAG, MAPPED, TASK_ID
@@ -44,9 +46,8 @@ from tests.servers.livy_server import LivyServer, Step
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
-#: what the core's on_kill logs when it leaves a moved trigger's job running, and when it cancels
-LEFT_RUNNING = "leaving it running"
-CANCELLING = re.compile(r"cancelling job", re.IGNORECASE)
+#: what the core's on_kill logs when it leaves a moved trigger's job running, or when it cancels it
+DECISION = re.compile(r"owns job (?P<left>\S+); leaving it running|cancelling job (?P<cancel>\S+)", re.IGNORECASE)
 #: LocalExecutor slots while the failover's task runs queue: room for several submits at once.
 FAILOVER_SLOTS = 6
 
@@ -112,6 +113,26 @@ def logs_containing(paths: Iterable[Path], needle: str | re.Pattern[str]) -> lis
     return found
 
 
+def decisions(stack: AirflowStack, livy: LivyServer, seen: dict[Path, int]) -> dict[str, str]:
+    """The on_kill decision logged for each of the DAG's batches: ``"left"`` running or ``"cancel"``.
+
+    Airflow 3.3 writes them to each task's trigger log. Before 3.3 the decision is logged while the
+    trigger's task is being cancelled, and Airflow 3.0 writes some of those lines only to the
+    triggerer's own output: that output (past the sizes in ``seen``) is read too.
+    """
+    ids = {str(b["id"]) for b in batches_of(livy, FAILOVER_DAG)}
+    texts = [path.read_text(errors="replace") for path in trigger_logs(stack, FAILOVER_DAG)]
+    if not TRIGGER_ON_KILL:
+        texts += [p.read_bytes()[seen.get(p, 0):].decode(errors="replace") for p in stack.component_logs("triggerer")]
+    found: dict[str, str] = {}
+    for text in texts:
+        for m in DECISION.finditer(text):
+            job, kind = (m["left"], "left") if m["left"] else (m["cancel"], "cancel")
+            if job in ids and found.get(job) != "cancel":
+                found[job] = kind
+    return found
+
+
 def _progress(stack: AirflowStack, livy: LivyServer, run_id: str) -> str:
     return (f"TIs {dict(ti_states(stack, FAILOVER_DAG, run_id))}, triggers "
             f"{dict(triggers_by_triggerer(stack, FAILOVER_DAG, run_id))}, POSTs {len(posts_of(livy, FAILOVER_DAG))}, "
@@ -174,22 +195,30 @@ def test_a_triggerer_frozen_past_its_heartbeat_hands_its_triggers_over_without_c
             description="every trigger taken over by triggerer B",
         )
         mark("B holds all")
-        # 3. A wakes up, finds its triggers gone and Airflow calls on_kill on each of them.
+        # 3. A wakes up, finds its triggers gone and cancels each of them: from Airflow 3.3 through
+        # on_kill (Airflow logs invoking it), before 3.3 through the CancelledError, on which the core
+        # runs the same checks and logs its decision (to leave the batch running, or to cancel it).
+        a_output = {path: path.stat().st_size for path in stack.component_logs("triggerer")}
         stack.signal_component("triggerer", signal.SIGCONT)
-        on_kill = "invoking on_kill"
-        stack.wait_until(
-            lambda: len(logs_containing(trigger_logs(stack, FAILOVER_DAG), on_kill)) >= MAPPED,
-            timeout=240, interval=2, description=f"on_kill of all {MAPPED} moved triggers in triggerer A",
-        )
-        mark("on_kill ran in A for every trigger")
+        if TRIGGER_ON_KILL:
+            stack.wait_until(
+                lambda: len(logs_containing(trigger_logs(stack, FAILOVER_DAG), "invoking on_kill")) >= MAPPED,
+                timeout=240, interval=2, description=f"on_kill of all {MAPPED} moved triggers in triggerer A",
+            )
+        else:
+            stack.wait_until(
+                lambda: len(decisions(stack, livy, a_output)) >= MAPPED,
+                timeout=240, interval=2, description=f"the cancel decision of all {MAPPED} moved triggers in A",
+            )
+        mark("every moved trigger cancelled in A")
         # A cancel decided by on_kill lands within Airflow's on_kill time limit of its invocation:
         # keep the batches running until every on_kill has logged a decision to leave its batch
         # alone — or, should one decide otherwise (or its words change), for that whole window — so
         # a wrong cancel would kill a running batch.
         settle_until = time.monotonic() + float(stack.env["AIRFLOW__TRIGGERER__ON_KILL_TIMEOUT"]) + 5
         while time.monotonic() < settle_until and not deletes(livy, requests_before):
-            logs = trigger_logs(stack, FAILOVER_DAG)
-            if len(logs_containing(logs, LEFT_RUNNING)) >= MAPPED and not logs_containing(logs, CANCELLING):
+            decided = decisions(stack, livy, a_output)
+            if len(decided) >= MAPPED and "cancel" not in decided.values():
                 break
             time.sleep(1)
         deleted_during_failover = deletes(livy, requests_before)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from airflow_spark_async.core.airflow_versions import TRIGGER_ON_KILL
 from tests.e2e.airflow_stack import AirflowStack
 from tests.e2e.backends import BACKENDS, SLOTS, Backend, Servers, Ti, db_rows, live_triggerers, set_parallelism
 
@@ -127,8 +128,13 @@ def test_a_trigger_moved_to_another_triggerer_does_not_cancel_the_job(stack: Air
         assert len(backend.jobs_of(ti, before)) == 1, "one job, never resubmitted"
         log = stack.task_log(ti.dag_id, ti.run_id, ti.task_id, try_number=1)
         assert log.count(backend.submitted_line) == 1
-        # Airflow's own line: on_kill ran in the first triggerer — and the guard left the job running.
-        assert "invoking on_kill" in log, "on_kill must have run in the first triggerer"
+        if TRIGGER_ON_KILL:  # Airflow's own line: on_kill ran in the first triggerer
+            assert "invoking on_kill" in log, "on_kill must have run in the first triggerer"
+        else:  # before 3.3 the first triggerer cancels the trigger's task and the core's guard decides;
+            # Airflow 3.0 writes some lines logged during that cancel only to the triggerer's output
+            left = f"owns job {job}; leaving it running"
+            outputs = [path.read_text(errors="replace") for path in stack.component_logs(owner_name)]
+            assert any(left in text for text in [log, *outputs]), "the cancelled trigger must leave its job running"
     finally:
         stack.signal_component(owner_name, signal.SIGCONT)
         stack.stop_component("triggerer-b")

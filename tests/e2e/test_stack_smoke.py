@@ -1,7 +1,7 @@
 """Smoke tests of the end-to-end harness (``airflow_stack.py``) against a real Airflow 3.
 
 Why: every later e2e test of the deferrable Spark operators relies on this harness and on a few
-triggerer behaviours of Airflow 3.3 that are easy to get wrong.  These tests pin them down with the
+triggerer behaviours of Airflow 3 that are easy to get wrong.  These tests pin them down with the
 standard provider's sensors and a tiny probe trigger (written to a temp dir at run time and put on
 ``PYTHONPATH`` of every component) that records what happens *inside* the triggerer to JSON-lines
 marker files:
@@ -9,13 +9,14 @@ marker files:
 * a deferring task goes to ``deferred`` and then succeeds, its log is readable through the API;
 * LocalExecutor with PostgreSQL (or SQLite: ``E2E_DATABASE=sqlite``) works and the number of
   running tasks is bounded by ``parallelism``, while deferred tasks do not hold a worker slot;
-* "mark failed" on a deferred task invokes ``BaseTrigger.on_kill()`` in the triggerer, and the trigger
-  sees its task instance already ``failed`` there; ``AIRFLOW_CONN_*`` connections are readable from
-  a trigger;
+* "mark failed" on a deferred task invokes ``BaseTrigger.on_kill()`` in the triggerer (before 3.3:
+  cancels the trigger's task), and the trigger sees its task instance already ``failed`` there;
+  ``AIRFLOW_CONN_*`` connections are readable from a trigger;
 * a SIGKILLed triggerer (with its trigger-runner subprocess) is replaced and the trigger resumes;
 * ``start_from_trigger`` works for sensors (standard and custom);
-* a trigger *reassigned* to another triggerer also gets ``on_kill()`` on the old one, with the task
-  instance still ``deferred``, so ``on_kill`` must check the state before cancelling external work.
+* a trigger *reassigned* to another triggerer also gets ``on_kill()`` (before 3.3: a cancel) on the
+  old one, with the task instance still ``deferred``, so ``on_kill`` must check the state before
+  cancelling external work.
 
 Each step's duration is recorded and printed at the end of the module.
 """
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.triggers.base import BaseTrigger
 
 try:
     from tests.e2e.airflow_stack import AirflowStack, e2e_database
@@ -55,6 +57,9 @@ PROBE_CONN = {
 }
 # Airflow 3.3.2 has a scheduler race for deferrals shorter than ~5 s: every deferral here is >= 6 s.
 MIN_DEFER_SECONDS = 6.0
+#: what the probe records when a user acts on its task or its trigger moves: Airflow 3.3 calls
+#: ``on_kill``; before 3.3 only the trigger's task is cancelled (the probe records that cancel)
+KILL_EVENT = "on_kill" if hasattr(BaseTrigger, "on_kill") else "cancelled"
 DAG_IDS = ("e2e_std_defer", "e2e_probe", "e2e_parallel", "e2e_defer_fanout", "e2e_sft")
 
 PROBE_TRIGGER_MODULE = textwrap.dedent(
@@ -74,6 +79,11 @@ PROBE_TRIGGER_MODULE = textwrap.dedent(
     from asgiref.sync import sync_to_async
 
     from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+    #: Airflow 3.3 calls ``on_kill`` when a user acts on the task or the trigger moves; before 3.3
+    #: only the trigger's task is cancelled, so the probe records the state it sees in that cancel
+    KILL_EVENT = "on_kill" if hasattr(BaseTrigger, "on_kill") else "cancelled"
 
 
     class ProbeTrigger(BaseTrigger):
@@ -174,10 +184,16 @@ PROBE_TRIGGER_MODULE = textwrap.dedent(
             if self.conn_id:
                 await self._probe_connection()
             started = time.monotonic()
-            while time.monotonic() - started < self.min_seconds or (
-                self.gate_file and not os.path.exists(self.gate_file)
-            ):
-                await asyncio.sleep(0.5)
+            try:
+                while time.monotonic() - started < self.min_seconds or (
+                    self.gate_file and not os.path.exists(self.gate_file)
+                ):
+                    await asyncio.sleep(0.5)
+            except asyncio.CancelledError:
+                if KILL_EVENT == "cancelled":
+                    direct = self._own_state_direct()
+                    self._record("cancelled", state=await self._own_state(), direct=direct)
+                raise
             self._record("event_fired")
             yield TriggerEvent({"status": "success", "probe_tag": self.probe_tag, "pid": os.getpid()})
 
@@ -556,7 +572,7 @@ def test_mark_failed_while_deferred_calls_on_kill_then_clear_reruns(
     patched = stack.mark_task_failed(dag_id, run_id, "probe")
     assert [ti["state"] for ti in patched] == ["failed"]
     t = report.step("markfail.patch_request", t)
-    [on_kill] = wait_marker(stack, markers, dag_id, "probe", run_id, "on_kill", timeout=30)
+    [on_kill] = wait_marker(stack, markers, dag_id, "probe", run_id, KILL_EVENT, timeout=30)
     t = report.step("markfail.patch_to_on_kill", t)
     wait_marker(stack, markers, dag_id, "probe", run_id, "cleanup", timeout=30)
     assert stack.wait_for_dag_run(dag_id, run_id, timeout=60) == "failed"
@@ -594,7 +610,7 @@ def test_mark_failed_while_deferred_calls_on_kill_then_clear_reruns(
     assert "probe resumed with event" in stack.task_log(dag_id, run_id, "probe", 2)
     assert "probe resumed with event" not in stack.task_log(dag_id, run_id, "probe", 1)
     events = [r["event"] for r in read_markers(markers, dag_id, "probe", run_id)]
-    assert events.count("on_kill") == 1 and events.count("run_started") == 2
+    assert events.count(KILL_EVENT) == 1 and events.count("run_started") == 2
 
 
 def test_triggerer_sigkill_and_restart_resumes_trigger(
@@ -627,7 +643,7 @@ def test_triggerer_sigkill_and_restart_resumes_trigger(
     ti = stack.task_instance(dag_id, run_id, "probe")
     assert ti["try_number"] == 1  # resumed, not retried
     events = [r["event"] for r in read_markers(markers, dag_id, "probe", run_id)]
-    assert "on_kill" not in events  # nobody could run it: the process was SIGKILLed
+    assert KILL_EVENT not in events  # nobody could run it: the process was SIGKILLed
     assert [r["event"] for r in read_worker_markers(markers, dag_id, "probe", run_id)] == [
         "execute",
         "execute_complete",
@@ -683,7 +699,7 @@ def test_trigger_reassignment_also_calls_on_kill(
     t = report.step("reassign.sigstop_to_trigger_adopted", t)
     assert records[1]["ppid"] != first["ppid"]
 
-    [on_kill] = wait_marker(stack, markers, dag_id, "probe", run_id, "on_kill", timeout=60)
+    [on_kill] = wait_marker(stack, markers, dag_id, "probe", run_id, KILL_EVENT, timeout=60)
     report.step("reassign.sigcont_to_on_kill_on_old_triggerer", t)
     assert on_kill["pid"] == first["pid"]  # the *old* triggerer cancelled it
     assert on_kill["state"] == "deferred"  # ... while the task is fine and still deferred
