@@ -47,9 +47,7 @@ OLDEST_CORE = ["tests/core", "tests/test_package.py", "tests/test_job_path.py"]
 #: the newest Airflow and the subset once on the oldest. Balanced by measurement on 2 cores: the e2e
 #: runs wait on Spark, the scheduler and triggerer restarts, the rest keeps about one core busy.
 STREAMS: dict[str, list[tuple[Path, list[str]]]] = {
-    # OLDEST_E2E is not in CI yet: on 3.0 the frozen-triggerer failover test waits for the on_kill
-    # calls of moved triggers, which only 3.3 makes; the scenarios need a 3.0 variant first
-    "e2e": [(NEWEST, ["tests/e2e"])],
+    "e2e": [(NEWEST, ["tests/e2e"]), (OLDEST, OLDEST_E2E)],
     "rest": [(NEWEST, ["tests", "--ignore=tests/e2e"]), (OLDEST, OLDEST_CORE)],
 }
 
