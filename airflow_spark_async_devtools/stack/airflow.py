@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from airflow_spark_async_devtools.stack.config import ROOT, StackConfig
-from tests.e2e.airflow_stack import AirflowStack
+from tests.e2e.airflow_stack import AirflowStack, StackPorts
 
 __all__ = ["AIRFLOW_CONNECTIONS", "build_airflow", "connections", "prepare_dags_folder"]
 
@@ -74,13 +74,8 @@ def build_airflow(cfg: StackConfig) -> AirflowStack:
         # the example DAGs are manual (schedule=None): unpaused, so a trigger runs at once
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "64",
     }
-    stack = AirflowStack(prepare_dags_folder(cfg), parallelism=cfg.parallelism, base_tmp_dir=cfg.airflow_dir,
-                         extra_env=env, dags_paused=False, startup_timeout=300)
-    # The harness picks free ports for tests; the stack's are fixed. Set them before the
-    # environment every component inherits is built from them.
-    stack.api_port = cfg.ports.airflow
-    stack.api_url = cfg.url("airflow")
-    stack.worker_log_port = cfg.ports.airflow_worker_logs
-    stack.trigger_log_port = cfg.ports.airflow_trigger_logs
-    stack.env = stack._build_env()
-    return stack
+    # The harness picks free ports for tests; the stack's are fixed.
+    ports = StackPorts(api=cfg.ports.airflow, worker_logs=cfg.ports.airflow_worker_logs,
+                       trigger_logs=cfg.ports.airflow_trigger_logs)
+    return AirflowStack(prepare_dags_folder(cfg), parallelism=cfg.parallelism, base_tmp_dir=cfg.airflow_dir,
+                        extra_env=env, dags_paused=False, startup_timeout=300, ports=ports)

@@ -27,7 +27,6 @@ import shlex
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -195,9 +194,9 @@ class StackAws(MotoAws):
             with contextlib.suppress(Exception):  # EMR too skips the upload when the bucket is missing
                 self.client("s3").put_object(Bucket=bucket, Key=key, Body=gzip.compress(text.encode()))
 
-    def _advance_clusters(self) -> None:
+    def advance_clusters(self) -> None:
         self._finish_real_steps()
-        super()._advance_clusters()
+        super().advance_clusters()
         for cluster in list(self.emr.clusters.values()):
             if cluster.id not in self.owned:
                 continue
@@ -212,7 +211,7 @@ class StackAws(MotoAws):
         for step_id, job in list(self._real.items()):
             cluster = self.emr.clusters.get(job.owner)
             if cluster is None:
-                continue  # a job run's, see _advance_job_runs
+                continue  # a job run's, see advance_job_run
             step = self.step(cluster.id, step_id)
             folder = f"{cluster.log_uri.rstrip('/')}/{cluster.id}/steps/{step.id}" if cluster.log_uri else None
             if step.state == "CANCEL_PENDING" or cluster.state in _ENDED_CLUSTER:
@@ -237,32 +236,19 @@ class StackAws(MotoAws):
             self.held.discard(step_id)
             del self._real[step_id]
 
-    def _advance_job_runs(self) -> None:
-        """The tests' job-run clock (``MotoAws._advance_job_runs``), plus runs that run for real."""
-        for application_id, runs in list(self.serverless.job_runs.items()):
-            if application_id not in self.owned:
-                continue
-            for run in runs:
-                key = f"run:{run.id}"
-                real = self._real.get(run.id)
-                if real is not None:
-                    self._finish_real_run(run, real)
-                elif run.state == "SUBMITTED" and self._age(key) >= 0.2:
-                    run.state = "RUNNING"
-                    self._started[key] = time.monotonic()
-                    driver = (run.job_driver or {}).get("sparkSubmit") or {}
-                    args = [*shlex.split(driver.get("sparkSubmitParameters") or ""), driver.get("entryPoint", ""),
-                            *(driver.get("entryPointArguments") or [])]
-                    self._start_real(run.id, application_id, [str(a) for a in args])
-                elif run.state == "RUNNING" and run.id not in self._real:
-                    driver = (run.job_driver or {}).get("sparkSubmit") or {}
-                    plan = self._plan([driver.get("entryPoint", ""), *(driver.get("entryPointArguments") or [])])
-                    if plan and self._age(key) >= plan[0]:
-                        if plan[1]:
-                            self._fail_run(run, plan[1])
-                        else:
-                            run.state = "SUCCESS"
-                        self._started[key] = time.monotonic()
+    def advance_job_run(self, run: Any) -> None:
+        """The tests' job-run clock, except for a run that runs for real: its process decides."""
+        real = self._real.get(run.id)
+        if real is not None:
+            self._finish_real_run(run, real)
+        else:
+            super().advance_job_run(run)
+
+    def job_run_started(self, run: Any) -> None:
+        driver = (run.job_driver or {}).get("sparkSubmit") or {}
+        args = [*shlex.split(driver.get("sparkSubmitParameters") or ""), driver.get("entryPoint", ""),
+                *(driver.get("entryPointArguments") or [])]
+        self._start_real(run.id, run.application_id, [str(a) for a in args])
 
     def _finish_real_run(self, run: Any, job: _RealJob) -> None:
         if run.state not in ("SUBMITTED", "PENDING", "SCHEDULED", "RUNNING"):  # cancelled meanwhile

@@ -53,6 +53,7 @@ import atexit
 import base64
 import contextlib
 import ctypes
+import dataclasses
 import datetime
 import itertools
 import json
@@ -180,6 +181,15 @@ def _die_with_parent() -> None:
     """
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 == PR_SET_PDEATHSIG
+
+
+@dataclasses.dataclass(frozen=True)
+class StackPorts:
+    """The ports a stack listens on: the api-server's and the worker's and triggerer's log servers."""
+
+    api: int
+    worker_logs: int
+    trigger_logs: int
 
 
 class AirflowStackError(AssertionError):
@@ -355,6 +365,7 @@ class AirflowStack:
     :param components: which components :meth:`start` launches.
     :param reuse_migrated_db: copy a DB migrated earlier in this process instead of migrating again.
     :param dags_paused: ``[core] dags_are_paused_at_creation``; ``False`` saves the :meth:`unpause` calls.
+    :param ports: fixed ports for the api-server and the log servers (``./dev stack``); free ones if omitted.
     :param database: the metadata database: ``"sqlite"`` (a file in ``AIRFLOW_HOME``; the default, for
         the demo and developer stacks) or ``"postgres"`` (a database of its own on the session's
         throw-away PostgreSQL server, :func:`tests.servers.postgres.shared_server`; what the e2e tests
@@ -373,6 +384,7 @@ class AirflowStack:
         reuse_migrated_db: bool = True,
         dags_paused: bool = True,
         database: str = "sqlite",
+        ports: StackPorts | None = None,
     ) -> None:
         if database not in DATABASES:
             raise ValueError(f"database={database!r}: expected one of {', '.join(DATABASES)}")
@@ -396,10 +408,11 @@ class AirflowStack:
         self.reuse_migrated_db = reuse_migrated_db
         self.dags_paused = dags_paused
 
-        self.api_port = free_port()
+        ports = ports or StackPorts(api=free_port(), worker_logs=free_port(), trigger_logs=free_port())
+        self.api_port = ports.api
         self.api_url = f"http://127.0.0.1:{self.api_port}"
-        self.worker_log_port = free_port()
-        self.trigger_log_port = free_port()
+        self.worker_log_port = ports.worker_logs
+        self.trigger_log_port = ports.trigger_logs
 
         #: Running (or exited but not yet reaped) components, by name.
         self.components: dict[str, Component] = {}

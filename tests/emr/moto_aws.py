@@ -373,13 +373,14 @@ class MotoAws:
     def _run(self) -> None:
         while not self._stop.wait(self.tick):
             with contextlib.suppress(Exception), self._lock:  # a half-created object: next tick
-                self._advance_clusters()
-                self._advance_job_runs()
+                self.advance_clusters()
+                self.advance_job_runs()
 
     def _age(self, key: str) -> float:
         return time.monotonic() - self._started.setdefault(key, time.monotonic())
 
-    def _advance_clusters(self) -> None:
+    def advance_clusters(self) -> None:
+        """One tick of the clusters' clock: start-up, then each step's planned end (``_plan``)."""
         for cluster in list(self.emr.clusters.values()):
             if cluster.id not in self.owned:
                 continue
@@ -424,24 +425,32 @@ class MotoAws:
                     self.set_step(step, "RUNNING")
                     running += 1
 
-    def _advance_job_runs(self) -> None:
+    def advance_job_runs(self) -> None:
+        """One tick of the EMR Serverless clock, for every job run of an application made here."""
         for application_id, runs in list(self.serverless.job_runs.items()):
-            if application_id not in self.owned:
-                continue
-            for run in runs:
-                key = f"run:{run.id}"
-                if run.state == "SUBMITTED" and self._age(key) >= 0.2:
-                    run.state = "RUNNING"
-                    self._started[key] = time.monotonic()
-                elif run.state == "RUNNING":
-                    driver = (run.job_driver or {}).get("sparkSubmit") or {}
-                    plan = self._plan([driver.get("entryPoint", ""), *(driver.get("entryPointArguments") or [])])
-                    if plan and self._age(key) >= plan[0]:
-                        if plan[1]:
-                            self._fail_run(run, plan[1])
-                        else:
-                            run.state = "SUCCESS"
-                        self._started[key] = time.monotonic()
+            if application_id in self.owned:
+                for run in runs:
+                    self.advance_job_run(run)
+
+    def advance_job_run(self, run: Any) -> None:
+        """SUBMITTED turns RUNNING after 0.2 s (then :meth:`job_run_started`); RUNNING ends as planned."""
+        key = f"run:{run.id}"
+        if run.state == "SUBMITTED" and self._age(key) >= 0.2:
+            run.state = "RUNNING"
+            self._started[key] = time.monotonic()
+            self.job_run_started(run)
+        elif run.state == "RUNNING":
+            driver = (run.job_driver or {}).get("sparkSubmit") or {}
+            plan = self._plan([driver.get("entryPoint", ""), *(driver.get("entryPointArguments") or [])])
+            if plan and self._age(key) >= plan[0]:
+                if plan[1]:
+                    self._fail_run(run, plan[1])
+                else:
+                    run.state = "SUCCESS"
+                self._started[key] = time.monotonic()
+
+    def job_run_started(self, run: Any) -> None:
+        """A job run has just turned RUNNING: a subclass may start it for real (``./dev stack``)."""
 
     def _plan(self, args: list[str], seconds: float | None = None) -> tuple[float, int] | None:
         """(seconds, exit code) of a step or run: the conformance app says; others take ``seconds``
