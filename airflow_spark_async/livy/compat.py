@@ -23,11 +23,10 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.configuration import conf as airflow_conf
-
 from airflow_spark_async.core.backend import RequestT
 from airflow_spark_async.core.errors import ConfigurationError
 from airflow_spark_async.core.ledger import KeyLedger
+from airflow_spark_async.core.openlineage import inject_openlineage, openlineage_flag
 from airflow_spark_async.core.operator import SparkJobOperator
 from airflow_spark_async.core.retry import PollPolicy
 from airflow_spark_async.core.sensor import SparkJobSensor
@@ -268,24 +267,6 @@ def job_from_official(params: Mapping[str, Any]) -> SparkJob:
     return SparkJob(application=file, main_class=main_class, conf=dict(conf), **lists, **texts, **counts)
 
 
-def inject_openlineage(conf: dict[str, Any], context: Context, *, parent: bool, transport: bool,
-                       log: Any) -> dict[str, Any]:
-    """The official operator's OpenLineage properties added to ``conf``, with its own functions."""
-    try:
-        from airflow.providers.common.compat.openlineage.utils.spark import (
-            inject_parent_job_information_into_spark_properties,
-            inject_transport_information_into_spark_properties,
-        )
-    except ImportError:
-        log.warning("OpenLineage injection asked for, but apache-airflow-providers-common-compat is missing")
-        return conf
-    if parent:
-        conf = inject_parent_job_information_into_spark_properties(conf, context)
-    if transport:
-        conf = inject_transport_information_into_spark_properties(conf, context)
-    return conf
-
-
 class OfficialOperatorArguments(SparkJobOperator[RequestT]):
     """The official ``LivyOperator``'s arguments, turned into the core's.
 
@@ -395,9 +376,9 @@ class OfficialOperatorArguments(SparkJobOperator[RequestT]):
             **kwargs,
         )
         self.retry_args = retry_args
-        self.openlineage_inject_parent_job_info = _openlineage_flag(openlineage_inject_parent_job_info,
+        self.openlineage_inject_parent_job_info = openlineage_flag(openlineage_inject_parent_job_info,
                                                                     "spark_inject_parent_job_info")
-        self.openlineage_inject_transport_info = _openlineage_flag(openlineage_inject_transport_info,
+        self.openlineage_inject_transport_info = openlineage_flag(openlineage_inject_transport_info,
                                                                    "spark_inject_transport_info")
 
     def official_job(self, context: Context) -> tuple[SparkJob, str | None, str | None]:
@@ -414,10 +395,6 @@ class OfficialOperatorArguments(SparkJobOperator[RequestT]):
     def kill(self) -> None:
         """Delete the batch of this task (the official operator's public ``kill``)."""
         self.on_kill()
-
-
-def _openlineage_flag(value: bool | None, option: str) -> bool:
-    return value if value is not None else airflow_conf.getboolean("openlineage", option, fallback=False)
 
 
 # -- the sensor's official arguments --------------------------------------------------------------------

@@ -12,6 +12,7 @@ from airflow_spark_async.core.backend import lazy_exports
 
 _EXPORTS = {
     "SparkStandaloneSubmitOperator": "operators",
+    "SparkSubmitOperator": "spark_submit",
     "SparkStandaloneDriverSensor": "sensors",
     "SparkStandaloneTrigger": "triggers",
 }

@@ -14,8 +14,9 @@ What the master cannot do shapes the rest (docs/standalone.md tells it in full):
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from yarl import URL
@@ -31,7 +32,7 @@ from airflow_spark_async.core.errors import (
 from airflow_spark_async.core.http import request_json
 from airflow_spark_async.core.runtime import Runtime
 from airflow_spark_async.core.spec import SparkJob
-from airflow_spark_async.standalone.hook import StandaloneSettings
+from airflow_spark_async.standalone.hook import REST_HINT, StandaloneSettings
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -155,7 +156,8 @@ class StandaloneBackend(Backend[SparkJob]):
     async def submit(self, job: SparkJob, *, key: str, attempt: int = 1) -> JobStatus:
         """``attempt`` is not needed: the master does not deduplicate, the core's ledger does."""
         body = build_create_request(job, key=key, settings=self.settings)
-        resp = await self._call("POST", f"{self.settings.rest_url}/v1/submissions/create", json_body=body)
+        async with self._rest_server():
+            resp = await self._call("POST", f"{self.settings.rest_url}/v1/submissions/create", json_body=body)
         if not isinstance(resp, dict) or not resp.get("success") or not resp.get("submissionId"):
             message = resp.get("message") if isinstance(resp, dict) else resp
             if _not_alive(message):
@@ -249,18 +251,22 @@ class StandaloneBackend(Backend[SparkJob]):
         """The master's UI, then its REST submission server (asked for a driver that does not exist:
         any JSON answer proves it takes submissions)."""
         master = await self._master("testing the connection", alive=False)
-        try:
+        async with self._rest_server():
             answer = await self._call("GET", f"{self.settings.rest_url}/v1/submissions/status/connection-test")
-        except ConnectionFailed as exc:
-            raise ConnectionFailed(
-                f"{exc} — the master's REST submission server does not answer at {self.settings.rest_url}: it is off "
-                "unless the master runs with spark.master.rest.enabled=true, and listens on port 6066 (7077 is the "
-                "master's RPC port, which takes no REST submissions)"
-            ) from exc
         if not isinstance(answer, dict) or "action" not in answer:
             raise ServerError(f"{self.settings.rest_url} is not a Spark REST submission server: {str(answer)[:200]!r}")
         return (f"Spark master {master.get('url', self.settings.master_url)} is {master.get('status', 'UNKNOWN')} with "
                 f"{len(master.get('workers', []))} worker(s); REST submissions at {self.settings.rest_url}")
+
+    @contextlib.asynccontextmanager
+    async def _rest_server(self) -> AsyncIterator[None]:
+        """A REST server that does not answer is most often one that is off: say how to turn it on."""
+        try:
+            yield
+        except ConnectionFailed as exc:
+            raise ConnectionFailed(
+                f"{exc} — the master's REST submission server does not answer at {self.settings.rest_url}. {REST_HINT}"
+            ) from exc
 
     async def _worker_ui(self, worker_id: Any) -> str | None:
         if not worker_id:

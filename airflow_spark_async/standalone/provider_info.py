@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-OPERATORS = ("operators",)
+OPERATORS = ("operators", "spark_submit")
 SENSORS = ("sensors",)
 HOOKS = ("hook",)
 TRIGGERS = ("triggers",)
