@@ -50,6 +50,18 @@ def standalone_conn_json(rest_url: str, ui_url: str, master_url: str) -> str:
     )
 
 
+def spark_conn_json(rest_url: str, ui_url: str, master_url: str) -> str:
+    """An ``AIRFLOW_CONN_*`` value for the official provider's ``spark`` connection to the same cluster:
+    the master on its RPC port, the REST server's port and the UI as extras, cluster deploy mode."""
+    import json
+
+    host, rpc_port = master_url.removeprefix("spark://").rsplit(":", 1)
+    return json.dumps({
+        "conn_type": "spark", "host": f"spark://{host}", "port": int(rpc_port),
+        "extra": {"deploy-mode": "cluster", "rest-port": int(rest_url.rsplit(":", 1)[1]), "ui_url": ui_url},
+    })
+
+
 @pytest.fixture(autouse=True)
 def _fresh_backends() -> Iterator[None]:
     """Backends are cached per process (as in a worker or triggerer); tests point one connection id

@@ -24,7 +24,9 @@ from tests.e2e.airflow_stack import AirflowStack, StackPorts
 __all__ = ["AIRFLOW_CONNECTIONS", "build_airflow", "connections", "prepare_dags_folder"]
 
 #: the connection ids the example DAGs use, one per backend
-AIRFLOW_CONNECTIONS = ("spark_standalone_default", "livy_default", "aws_default", "databricks_default")
+AIRFLOW_CONNECTIONS = (
+    "spark_standalone_default", "spark_default", "livy_default", "aws_default", "databricks_default",
+)
 #: the Databricks emulator's OAuth M2M service principal (tests/servers/databricks_server.py defaults)
 DATABRICKS_CLIENT = ("sp-client", "sp-secret")
 
@@ -36,6 +38,11 @@ def connections(cfg: StackConfig) -> dict[str, str]:
         "AIRFLOW_CONN_SPARK_STANDALONE_DEFAULT": json.dumps({
             "conn_type": "spark_standalone", "host": "127.0.0.1", "port": p.spark_rest, "schema": "http",
             "extra": {"ui_url": cfg.url("spark_ui"), "master_url": f"spark://127.0.0.1:{p.spark_master}"},
+        }),
+        # the official provider's spark connection, as SparkSubmitOperator reads it (the master's RPC port)
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({
+            "conn_type": "spark", "host": "spark://127.0.0.1", "port": p.spark_master,
+            "extra": {"deploy-mode": "cluster", "rest-port": p.spark_rest, "ui_url": cfg.url("spark_ui")},
         }),
         "AIRFLOW_CONN_LIVY_DEFAULT": json.dumps({"conn_type": "livy", "host": "127.0.0.1", "port": p.livy}),
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({

@@ -152,6 +152,7 @@ Airflow UI and REST API  {cfg.url('airflow')}
          a REST API token: curl -s {cfg.url('airflow')}/auth/token
   DAGs:  example_dags/{f' and {cfg.user_dags}' if cfg.user_dags else ''} (linked in {cfg.dags_dir})
   connections (AIRFLOW_CONN_* env vars): spark_standalone_default -> {cfg.url('spark_rest')},
+         spark_default (type spark, for SparkSubmitOperator) -> spark://127.0.0.1:{cfg.ports.spark_master},
          livy_default -> {cfg.url('livy')}, aws_default -> {cfg.url('aws')},
          databricks_default -> {cfg.url('databricks')}
   the airflow CLI against it: source {home}/env.sh && airflow dags list

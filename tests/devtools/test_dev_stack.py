@@ -34,7 +34,7 @@ def _cli(state: Path, *args: str, timeout: float) -> subprocess.CompletedProcess
                            *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def test_stack_up_runs_the_livy_and_emr_step_examples_and_down_leaves_nothing_running(tmp_path: Path) -> None:
+def test_stack_up_runs_the_livy_emr_step_and_spark_submit_examples_and_down_leaves_nothing_running(tmp_path: Path) -> None:
     state = tmp_path / "stack"
     began = time.monotonic()
     up = _cli(state, "up", "--free-ports", "--parallelism", "2", "--job-seconds", "5", timeout=600)
@@ -55,6 +55,7 @@ def test_stack_up_runs_the_livy_and_emr_step_examples_and_down_leaves_nothing_ru
         runs = {
             "livy_sum_of_squares": {"n": 1000},
             "emr_spark_step": {"slices": 2},  # the example's default cluster id exists on the emulator
+            "spark_standalone_migrated_from_spark_submit": {"n": 1000},  # the spark_default connection
         }
         procs = {dag_id: subprocess.Popen(
             [sys.executable, "-m", "airflow_spark_async_devtools.stack", "--state-dir", str(state), "run", dag_id,

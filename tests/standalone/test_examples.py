@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.airflow_compat import dag_bag
-from tests.conftest import standalone_conn_json
+from tests.conftest import spark_conn_json, standalone_conn_json
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 
@@ -23,9 +23,16 @@ def test_every_standalone_example_imports_cleanly(path: Path) -> None:
 
 
 @pytest.mark.cluster
-def test_the_sum_of_squares_example_computes_its_checked_answer(
-    spark_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("dag_file", "dag_id"), [
+    ("spark_standalone_sum_of_squares.py", "spark_standalone_sum_of_squares"),
+    ("spark_standalone_migrated_from_spark_submit.py", "spark_standalone_migrated_from_spark_submit"),
+])
+def test_the_sum_of_squares_examples_compute_their_checked_answer(
+    dag_file: str, dag_id: str, spark_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The README's example (a ``spark_standalone`` connection) and the one migrated from the official
+    ``SparkSubmitOperator`` (a ``spark`` connection: the master on its RPC port, ``deploy-mode`` and
+    ``rest-port`` extras)."""
     from airflow.configuration import conf
     from airflow.utils import db
 
@@ -33,13 +40,15 @@ def test_the_sum_of_squares_example_computes_its_checked_answer(
     # dag.test() runs only a DAG of the dags folder (it must be serialized): link the example and its apps
     folder = Path(conf.get("core", "dags_folder"))
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("spark_standalone_sum_of_squares.py", "spark_apps"):
+    for name in (dag_file, "spark_apps"):
         if not (folder / name).exists():
             (folder / name).symlink_to(EXAMPLES / name)
     monkeypatch.setenv("AIRFLOW_CONN_SPARK_STANDALONE_DEFAULT", standalone_conn_json(
         spark_cluster.rest_url, spark_cluster.ui_url, spark_cluster.master_url))
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", spark_conn_json(
+        spark_cluster.rest_url, spark_cluster.ui_url, spark_cluster.master_url))
     monkeypatch.setenv("SPARK_ASYNC_OUTPUT_DIR", str(tmp_path))  # read when the DAG file is parsed
-    dag = dag_bag(str(folder / "spark_standalone_sum_of_squares.py")).dags["spark_standalone_sum_of_squares"]
+    dag = dag_bag(str(folder / dag_file)).dags[dag_id]
     run = dag.test(run_conf={"n": 20000})
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert run.state == "success", states

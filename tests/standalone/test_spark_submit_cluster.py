@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.airflow_compat import dag_bag
+from tests.conftest import spark_conn_json
 
 APPS = Path(__file__).resolve().parents[1] / "apps"
 OFFICIAL_IMPORT = "from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator"
@@ -97,14 +98,11 @@ def test_a_dag_written_for_the_official_operator_runs_with_only_its_import_chang
                         "ivy_settings": str(ivy_settings), "ivy_home": str(tmp_path / "ivy"),
                         "marker_jar": marker_jar.as_uri()}.items():
         monkeypatch.setenv(f"AIRFLOW_VAR_{name.upper()}", value)
-    # the official connection: the master's URL and RPC port, the REST server's port as an extra
-    host, rpc_port = spark_cluster.master_url.removeprefix("spark://").rsplit(":", 1)
-    rest_port = int(spark_cluster.rest_url.rsplit(":", 1)[1])
-    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({
-        "conn_type": "spark", "host": f"spark://{host}", "port": int(rpc_port),
-        "extra": {"deploy-mode": "cluster", "rest-port": rest_port, "ui_url": spark_cluster.ui_url,
-                  "queue": "root.default"},
-    }))
+    # the official connection: the master's URL and RPC port, the REST server's port as an extra; YARN's
+    # queue extra (Airflow's default spark_default has one) is ignored on a standalone master, as by spark-submit
+    conn = json.loads(spark_conn_json(spark_cluster.rest_url, spark_cluster.ui_url, spark_cluster.master_url))
+    conn["extra"]["queue"] = "root.default"
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps(conn))
     source = OFFICIAL_DAG.replace(OFFICIAL_IMPORT, OURS)
     assert source.count(OURS) == 1 and OFFICIAL_IMPORT not in source  # the one change
     folder = Path(conf.get("core", "dags_folder"))
