@@ -1,4 +1,4 @@
-"""``./dev stack`` end to end: up, status, the Livy and EMR-steps examples through Airflow's REST
+"""``./dev stack`` end to end: up, status, the Livy, EMR-steps and SparkSubmitOperator examples through Airflow's REST
 API, down -- and nothing of the stack left running.
 
 Why a test of its own: the stack is the way a person tries a DAG locally; it must keep coming up
@@ -34,7 +34,7 @@ def _cli(state: Path, *args: str, timeout: float) -> subprocess.CompletedProcess
                            *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def test_stack_up_runs_the_livy_emr_step_and_spark_submit_examples_and_down_leaves_nothing_running(tmp_path: Path) -> None:
+def test_stack_up_runs_examples_of_three_backends_and_down_leaves_nothing_running(tmp_path: Path) -> None:
     state = tmp_path / "stack"
     began = time.monotonic()
     up = _cli(state, "up", "--free-ports", "--parallelism", "2", "--job-seconds", "5", timeout=600)
