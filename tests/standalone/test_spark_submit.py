@@ -190,3 +190,29 @@ def test_defaults_match_the_official_operator_and_it_defers() -> None:
 def test_a_properties_file_that_cannot_be_read_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="cannot be read on the Airflow worker"):
         read_properties_file(str(tmp_path / "missing.conf"))
+
+
+@pytest.mark.parametrize(("kwargs", "settings", "expected"), [
+    ({"openlineage_inject_parent_job_info": True}, {}, {"spark.openlineage.parentJobName": "d.submit"}),
+    ({}, {"AIRFLOW__OPENLINEAGE__SPARK_INJECT_TRANSPORT_INFO": "true"}, {"spark.openlineage.transport.type": "http"}),
+    ({"openlineage_inject_parent_job_info": False}, {"AIRFLOW__OPENLINEAGE__SPARK_INJECT_PARENT_JOB_INFO": "true"}, {}),
+    ({}, {}, {}),
+])
+def test_openlineage_properties_follow_the_arguments_then_the_settings(
+    kwargs: dict[str, Any], settings: dict[str, str], expected: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The official helpers (stood in for: the OpenLineage provider is not installed here) add their
+    properties to the submitted request when the argument, or else the ``[openlineage]`` setting,
+    says so — and nothing is injected otherwise."""
+    from airflow.providers.common.compat.openlineage.utils import spark as helpers
+
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(helpers, "inject_parent_job_information_into_spark_properties",
+                        lambda props, context: {**props, "spark.openlineage.parentJobName": "d.submit"})
+    monkeypatch.setattr(helpers, "inject_transport_information_into_spark_properties",
+                        lambda props, context: {**props, "spark.openlineage.transport.type": "http"})
+    op = operator_with(spark_conn(**{"deploy-mode": "cluster"}), conf={"spark.x": "1"}, **kwargs)
+    conf = request_of(op).conf
+    assert {k: v for k, v in conf.items() if k.startswith("spark.openlineage.")} == expected
+    assert conf["spark.x"] == "1"
