@@ -28,8 +28,9 @@ class LivyBatchOperator(OfficialOperatorArguments[LivyBatchRequest]):
     ``job_timeout``, ``reattach``, ``log_tail_lines``, ``backend_options``
     (:class:`~airflow_spark_async.livy.backend.LivyOptions`).
 
-    Returns the batch id as a string and pushes the XComs ``job_id`` and ``app_id`` (as the official
-    operator does), and the links of the Livy batch page, the Spark UI and the driver log.
+    Returns the batch id as an int, as the official operator does, and pushes the XComs ``job_id`` (the
+    id as a string, like every operator here) and ``app_id`` (as the official operator does), and the
+    links of the Livy batch page, the Spark UI and the driver log.
     """
 
     trigger_class = LivyBatchTrigger
@@ -53,4 +54,4 @@ class LivyBatchOperator(OfficialOperatorArguments[LivyBatchRequest]):
         else:
             if batch.app_id is not None:
                 context["ti"].xcom_push(key="app_id", value=batch.app_id)
-        return job_id
+        return int(job_id) if job_id.isdigit() else job_id  # Livy's ids are ints: the official return value

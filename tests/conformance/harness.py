@@ -81,6 +81,8 @@ class Harness:
     make_sensor: Callable[..., SparkJobSensor] | None = None
     driver_log: bool = True
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: the operator's return value for a job id, as its official twin returns it (Livy: an int)
+    result_of: Callable[[str], Any] = str
 
     def count(self, method: str, path: str) -> int:
         return sum(p.count(method, path) for p in self.proxies)

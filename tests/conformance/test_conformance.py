@@ -50,7 +50,7 @@ def test_success_resumes_with_the_job_id(harness: Harness) -> None:
     ti = new_ti("ok")
     result, events = run_to_end(op, ti)
     assert events[0]["status"] == "success" and events[0]["v"] == EVENT_VERSION
-    assert result == ti.xcoms["job_id"] == events[0]["job_id"]
+    assert result == harness.result_of(ti.xcoms["job_id"]) and ti.xcoms["job_id"] == events[0]["job_id"]
     assert harness.count("POST", harness.submit_path) == 1
 
 
@@ -83,7 +83,7 @@ def test_transient_errors_back_off_then_succeed(harness: Harness, faults: list[F
     injected = sum(len(p.injected) for p in harness.proxies)
     assert injected >= 2, "the faults must actually have been served"
     assert [e["status"] for e in events] == ["success"]
-    assert op.execute_complete({"ti": ti}, events[0]) == events[0]["job_id"]
+    assert op.execute_complete({"ti": ti}, events[0]) == harness.result_of(events[0]["job_id"])
 
 
 def test_error_budget_exhausted_hands_back_to_worker_which_redefers(harness: Harness) -> None:
@@ -223,7 +223,7 @@ def test_retry_resubmits_after_a_failed_job_and_never_reports_it(harness: Harnes
     failed_id = ti.xcoms["job_id"]
     ti2 = FakeTI(task_id=ti.task_id, run_id=ti.run_id, try_number=2)
     result, events = run_to_end(harness.make_operator("again", "succeed", 1), ti2)
-    assert result != failed_id and events[0]["job_id"] != failed_id
+    assert result != harness.result_of(failed_id) and events[0]["job_id"] != failed_id
     assert harness.count("POST", harness.submit_path) == 2
 
 

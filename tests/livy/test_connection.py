@@ -125,7 +125,7 @@ def test_authentication_is_sent_by_worker_and_triggerer(monkeypatch: pytest.Monk
         ti = FakeTI()
         [event] = run_trigger(rebuild(defer(op, ti)))
         assert event["status"] == "success"
-        assert op.execute_complete(context(ti), event) == ti.xcoms["job_id"]
+        assert op.execute_complete(context(ti), event) == int(ti.xcoms["job_id"])
         assert livy.count("GET", r"^/batches/\d+$") >= 2, "the triggerer polled with the credentials"
 
         set_conn(monkeypatch, CONN, livy.port, login="alice", password="wrong")

@@ -121,7 +121,7 @@ def test_polling_interval_zero_submits_and_returns_without_waiting(livy: LivySer
     livy.script(Step("running"))
     op = LivyBatchOperator(task_id="fire", livy_conn_id=CONN, file="/a.py", polling_interval=0, deferrable=True)
     ti = FakeTI()
-    assert op.execute(context(ti)) == "0"  # type: ignore[arg-type]  # no TaskDeferred
+    assert op.execute(context(ti)) == 0  # type: ignore[arg-type]  # no TaskDeferred; an int, as officially
     assert ti.xcoms["job_id"] == "0" and ti.xcoms["app_id"].startswith("application_")
     assert livy.batch_state(0) == "running"
 
@@ -131,7 +131,7 @@ def test_a_batch_fired_before_livy_knows_its_application_pushes_no_app_id(livy: 
     livy.script(Step("starting"))
     op = LivyBatchOperator(task_id="fire", livy_conn_id=CONN, file="/a.py", polling_interval=0, deferrable=True)
     ti = FakeTI()
-    assert op.execute(context(ti)) == "0"  # type: ignore[arg-type]
+    assert op.execute(context(ti)) == 0  # type: ignore[arg-type]
     assert "app_id" not in ti.xcoms and ti.xcoms["job_id"] == "0"
 
 
@@ -150,7 +150,7 @@ def test_links_known_once_the_application_runs_are_pushed_at_the_end(livy: LivyS
     trigger = rebuild(defer(op, ti))
     assert "_link_LivySparkUILink" not in ti.xcoms  # unknown at submission time
     [event] = run_trigger(trigger)
-    assert op.execute_complete(context(ti), event) == "0"  # type: ignore[arg-type]
+    assert op.execute_complete(context(ti), event) == 0  # type: ignore[arg-type]
     assert ti.xcoms["_link_LivySparkUILink"].startswith("http://127.0.0.1:8088/proxy/application_")
     assert ti.xcoms["_link_LivyBatchLink"] == f"{livy.origin}/ui/batch/0/log"
     assert ti.xcoms["app_id"].startswith("application_")
@@ -182,7 +182,7 @@ OFFICIAL_DAG = '''
 """A DAG written for apache-airflow-providers-apache-livy."""
 from datetime import datetime
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, task
 from airflow.providers.apache.livy.operators.livy import LivyOperator
 from airflow.providers.apache.livy.sensors.livy import LivySensor
 
@@ -199,7 +199,15 @@ with DAG(dag_id="{dag_id}", schedule=None, start_date=datetime(2024, 1, 1), catc
     )
     fire = LivyOperator(task_id="fire", file="file://{sleep}", args=["6"], polling_interval=0)
     wait = LivySensor(task_id="wait", batch_id="{{{{ ti.xcom_pull(task_ids='fire') }}}}", poke_interval=2)
-    compute >> fire >> wait
+
+    @task
+    def next_batch_id(batch_id=None):
+        """Downstream code written against the official operator's int batch id."""
+        if not isinstance(batch_id, int):
+            raise TypeError(f"the batch id is {{type(batch_id).__name__}} {{batch_id!r}}, not an int")
+        return batch_id + 1
+
+    compute >> fire >> wait >> next_batch_id(fire.output)
 '''
 OUR_IMPORTS = {
     "from airflow.providers.apache.livy.operators.livy import LivyOperator":

@@ -45,6 +45,7 @@ def livy_harness(spark_cluster: Any) -> Iterator[Harness]:
             cancel_method="DELETE",
             # Livy's default, like the official LivySensor's, is any end; ["success"] is its documented
             # way to fail the sensor when the batch fails
+            result_of=int,  # the batch id as an int, as the official LivyOperator returns it
             make_sensor=sensor_factory(LivyBatchSensor, lambda job_id: {"batch_id": job_id}, livy_conn_id=conn_id,
                                        target_states=["success"]),
         )
